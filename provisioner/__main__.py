@@ -1,0 +1,5 @@
+"""``python -m provisioner`` is the same as the ``zonal`` console script."""
+
+from provisioner.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Generated CSI v1.12.0 bindings: do not edit, run python tools/genproto.py."""

@@ -1,0 +1,196 @@
+"""The one interceptor layer every RPC passes through.
+
+It does three things, in this order around the servicer method:
+1. gives the call a short request id and logs the request with secrets stripped (fields the CSI
+   proto marks ``csi_secret``), quietly (DEBUG) for Probe and other cheap polling calls;
+2. turns exceptions into status codes by :func:`provisioner.csi.errors.status_for` — domain errors
+   keep their message, anything else becomes INTERNAL with a generic message and a logged traceback;
+3. logs the outcome with its duration, and reports it to the metrics hook when one is installed.
+
+Servicers therefore never catch exceptions or call ``context.abort`` themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from provisioner.csi._proto import csi_pb2
+from provisioner.csi.errors import status_for
+from provisioner.errors import ZonalError
+
+log = logging.getLogger("zonal.csi")
+
+# Called every few seconds by kubelet, sidecars and livenessprobe: logged at DEBUG only.
+QUIET_METHODS = frozenset(
+    {
+        "Probe",
+        "GetPluginInfo",
+        "GetPluginCapabilities",
+        "ControllerGetCapabilities",
+        "NodeGetCapabilities",
+        "NodeGetInfo",
+        "NodeGetVolumeStats",
+        "Check",
+    }
+)
+_ID_FIELDS = ("volume_id", "node_id", "snapshot_id", "source_volume_id", "name")
+
+
+class RpcObserver(Protocol):
+    """Receives one record per finished RPC (the metrics module implements it)."""
+
+    def observe_rpc(self, method: str, code: str, seconds: float) -> None: ...
+
+
+def _is_secret(field: FieldDescriptor) -> bool:
+    opts: Any = field.GetOptions()
+    ext: Any = csi_pb2.csi_secret
+    return bool(opts.HasExtension(ext) and opts.Extensions[ext])
+
+
+_secret_cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _secret_plan(desc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(secret field names, message-typed field names to descend into) for a message type."""
+    plan = _secret_cache.get(desc.full_name)
+    if plan is None:
+        secrets = tuple(f.name for f in desc.fields if _is_secret(f))
+        nested = tuple(
+            f.name
+            for f in desc.fields
+            if f.type == FieldDescriptor.TYPE_MESSAGE
+            and f.message_type is not None
+            and not f.message_type.GetOptions().map_entry
+            and not _is_secret(f)
+        )
+        plan = (secrets, nested)
+        _secret_cache[desc.full_name] = plan
+    return plan
+
+
+def _strip(msg: Message) -> None:
+    secrets, nested = _secret_plan(msg.DESCRIPTOR)
+    for name in secrets:
+        msg.ClearField(name)
+    for name in nested:
+        value = getattr(msg, name)
+        if isinstance(value, Message):
+            if msg.HasField(name):
+                _strip(value)
+        else:  # repeated message field
+            for item in value:
+                _strip(item)
+
+
+def redacted(msg: Message) -> dict[str, Any]:
+    """The message as a dict for logging, with every ``csi_secret`` field removed (at any depth)."""
+    copy = type(msg)()
+    copy.CopyFrom(msg)
+    _strip(copy)
+    secrets, _ = _secret_plan(msg.DESCRIPTOR)
+    out: dict[str, Any] = json_format.MessageToDict(copy, preserving_proto_field_name=True)
+    for name in secrets:
+        if name in msg.DESCRIPTOR.fields_by_name and _has_content(msg, name):
+            out[name] = "***stripped***"
+    return out
+
+
+def _has_content(msg: Message, name: str) -> bool:
+    value = getattr(msg, name)
+    try:
+        return bool(len(value))
+    except TypeError:
+        return bool(value)
+
+
+def request_ids(msg: Message) -> dict[str, str]:
+    """The identifying fields of a request (volume, node, snapshot ids, name) for log lines."""
+    out: dict[str, str] = {}
+    fields = msg.DESCRIPTOR.fields_by_name
+    for name in _ID_FIELDS:
+        if name in fields:
+            value = getattr(msg, name)
+            if isinstance(value, str) and value:
+                # "name" is reserved by logging.LogRecord: log the volume/snapshot name as csi_name.
+                out["csi_name" if name == "name" else name] = value
+    return out
+
+
+class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+    """Logging, error mapping and metrics for unary-unary CSI calls."""
+
+    def __init__(self, observer: RpcObserver | None = None) -> None:
+        self._observer = observer
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        full_method: str = handler_call_details.method
+        method = full_method.rsplit("/", 1)[-1]
+        behavior = handler.unary_unary
+        observer = self._observer
+
+        def wrapped(request: Message, context: grpc.ServicerContext) -> Any:
+            rid = uuid.uuid4().hex[:8]
+            quiet = method in QUIET_METHODS
+            level = logging.DEBUG if quiet else logging.INFO
+            ids = request_ids(request)
+            extra = {"rpc": method, "request_id": rid, **ids}
+            if log.isEnabledFor(level):
+                log.log(level, "%s request %s", method, redacted(request), extra=extra)
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                response = behavior(request, context)
+            except ZonalError as exc:
+                code, message = status_for(exc)
+                log.log(
+                    logging.DEBUG if quiet else logging.WARNING,
+                    "%s failed: %s %s",
+                    method,
+                    code.name,
+                    message,
+                    extra=extra,
+                )
+                _finish(observer, method, code, start)
+                context.abort(code, message)
+            except Exception as exc:
+                # Aborts raised by context.abort inside a servicer pass through untouched.
+                if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "_AbortedError":
+                    raise
+                code, message = status_for(exc)
+                log.exception("%s failed with an unexpected error", method, extra=extra)
+                _finish(observer, method, code, start)
+                context.abort(code, message)
+            seconds = _finish(observer, method, code, start)
+            if log.isEnabledFor(level):
+                log.log(level, "%s ok in %.3fs %s", method, seconds, redacted(response), extra=extra)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _finish(observer: RpcObserver | None, method: str, code: grpc.StatusCode, start: float) -> float:
+    seconds = time.perf_counter() - start
+    if observer is not None:
+        observer.observe_rpc(method, code.name, seconds)
+    return seconds

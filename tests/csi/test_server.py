@@ -1,0 +1,201 @@
+"""The server layer over a real unix socket: modes, socket mode, concurrency, the error table,
+secret stripping in logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from provisioner import errors
+from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
+from provisioner.csi.errors import GENERIC_INTERNAL, status_for
+from provisioner.csi.identity import IdentityService
+from provisioner.csi.server import Services
+from tests.grpcutil import Stubs, channel, running_server
+
+
+class ScriptedController(csi_pb2_grpc.ControllerServicer):
+    """CreateVolume raises whatever the test queued, or blocks on ``gate`` (a slow EC2 wait)."""
+
+    def __init__(self) -> None:
+        self.raise_next: BaseException | None = None
+        self.gate = threading.Event()
+        self.started = 0
+        self.lock = threading.Lock()
+
+    def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateVolumeResponse:
+        if self.raise_next is not None:
+            raise self.raise_next
+        with self.lock:
+            self.started += 1
+        self.gate.wait(30)
+        return csi_pb2.CreateVolumeResponse(volume=csi_pb2.Volume(volume_id="vol-1"))
+
+
+@pytest.fixture
+def controller() -> ScriptedController:
+    return ScriptedController()  # type: ignore[abstract]  # the other RPCs stay UNIMPLEMENTED
+
+
+@pytest.fixture
+def stubs(tmp_path: Path, controller: ScriptedController) -> Iterator[Stubs]:
+    identity = IdentityService("test.csi.dev", "1.2.3", controller=True)
+    with (
+        running_server(tmp_path, Services(identity=identity, controller=controller)) as srv,
+        channel(srv) as ch,
+    ):
+        yield Stubs(ch)
+    controller.gate.set()
+
+
+def test_socket_is_created_0660_and_removed_on_stop(tmp_path: Path) -> None:
+    identity = IdentityService("test.csi.dev", "1", controller=False)
+    with running_server(tmp_path, Services(identity=identity), mode="node"):
+        mode = stat.S_IMODE(os.stat(tmp_path / "csi.sock").st_mode)
+        assert mode == 0o660
+    assert not (tmp_path / "csi.sock").exists()
+
+
+def test_mode_registers_only_its_services(tmp_path: Path) -> None:
+    identity = IdentityService("test.csi.dev", "1", controller=False)
+    with running_server(tmp_path, Services(identity=identity), mode="node") as srv, channel(srv) as ch:
+        stubs = Stubs(ch)
+        with pytest.raises(grpc.RpcError) as exc:
+            stubs.controller.ControllerGetCapabilities(csi_pb2.ControllerGetCapabilitiesRequest())
+        assert exc.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        caps = stubs.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())
+        types = [c.service.type for c in caps.capabilities if c.HasField("service")]
+        assert csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE not in types
+
+
+def test_identity(stubs: Stubs) -> None:
+    info = stubs.identity.GetPluginInfo(csi_pb2.GetPluginInfoRequest())
+    assert (info.name, info.vendor_version) == ("test.csi.dev", "1.2.3")
+    caps = stubs.identity.GetPluginCapabilities(csi_pb2.GetPluginCapabilitiesRequest())
+    types = {c.service.type for c in caps.capabilities}
+    assert types == {
+        csi_pb2.PluginCapability.Service.CONTROLLER_SERVICE,
+        csi_pb2.PluginCapability.Service.VOLUME_ACCESSIBILITY_CONSTRAINTS,
+    }
+    assert stubs.identity.Probe(csi_pb2.ProbeRequest()).ready.value is True
+
+
+def test_probe_failure_is_failed_precondition(tmp_path: Path) -> None:
+    def unhealthy() -> None:
+        raise errors.FailedPrecondition("EC2 unreachable: AuthFailure")
+
+    identity = IdentityService("t.csi.dev", "1", controller=True, probe=unhealthy)
+    with running_server(tmp_path, Services(identity=identity)) as srv, channel(srv) as ch:
+        with pytest.raises(grpc.RpcError) as exc:
+            Stubs(ch).identity.Probe(csi_pb2.ProbeRequest())
+    assert exc.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "AuthFailure" in (exc.value.details() or "")
+
+
+TABLE = [
+    (errors.InvalidArgument("x"), grpc.StatusCode.INVALID_ARGUMENT),
+    (errors.NotFound("x"), grpc.StatusCode.NOT_FOUND),
+    (errors.AlreadyExists("x"), grpc.StatusCode.ALREADY_EXISTS),
+    (errors.OperationInProgress("x"), grpc.StatusCode.ABORTED),
+    (errors.ResourceExhausted("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.ModificationRateLimited("x"), grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (errors.OutOfRange("x"), grpc.StatusCode.OUT_OF_RANGE),
+    (errors.FailedPrecondition("x"), grpc.StatusCode.FAILED_PRECONDITION),
+    (errors.Unavailable("x"), grpc.StatusCode.UNAVAILABLE),
+    (errors.DeadlineExceeded("x"), grpc.StatusCode.ABORTED),
+    (errors.Unimplemented("x"), grpc.StatusCode.UNIMPLEMENTED),
+    (errors.PermissionDenied("x"), grpc.StatusCode.PERMISSION_DENIED),
+    (errors.Internal("x"), grpc.StatusCode.INTERNAL),
+]
+
+
+@pytest.mark.parametrize(("exc", "code"), TABLE)
+def test_domain_errors_map_to_codes_over_the_wire(
+    stubs: Stubs, controller: ScriptedController, exc: errors.ZonalError, code: grpc.StatusCode
+) -> None:
+    controller.raise_next = exc
+    with pytest.raises(grpc.RpcError) as caught:
+        stubs.controller.CreateVolume(csi_pb2.CreateVolumeRequest(name="n"))
+    assert caught.value.code() == code
+    assert caught.value.details() == "x"
+
+
+def test_every_domain_error_has_a_code() -> None:
+    def subclasses(cls: type) -> list[type]:
+        out: list[type] = []
+        sub: type
+        for sub in cls.__subclasses__():
+            out.append(sub)
+            out.extend(subclasses(sub))
+        return out
+
+    for cls in subclasses(errors.ZonalError):
+        code, _ = status_for(cls("m"))
+        assert code != grpc.StatusCode.OK, cls
+
+
+def test_unexpected_exception_is_internal_with_generic_message(
+    stubs: Stubs, controller: ScriptedController, caplog: pytest.LogCaptureFixture
+) -> None:
+    controller.raise_next = KeyError("secret internal detail")
+    with caplog.at_level(logging.ERROR, logger="zonal.csi"), pytest.raises(grpc.RpcError) as caught:
+        stubs.controller.CreateVolume(csi_pb2.CreateVolumeRequest(name="n"))
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    assert caught.value.details() == GENERIC_INTERNAL
+    assert "secret internal detail" not in (caught.value.details() or "")
+    assert any("Traceback" in (r.exc_text or "") or r.exc_info for r in caplog.records)
+
+
+def test_secrets_never_reach_the_log(
+    stubs: Stubs, controller: ScriptedController, caplog: pytest.LogCaptureFixture
+) -> None:
+    controller.raise_next = errors.InvalidArgument("bad")
+    request = csi_pb2.CreateVolumeRequest(
+        name="pvc-1", secrets={"password": "hunter2"}, parameters={"type": "gp3"}
+    )
+    with caplog.at_level(logging.DEBUG, logger="zonal.csi"), pytest.raises(grpc.RpcError):
+        stubs.controller.CreateVolume(request)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert "pvc-1" in text and "gp3" in text
+    assert "hunter2" not in text
+    assert "stripped" in text
+    assert any(getattr(r, "csi_name", None) == "pvc-1" for r in caplog.records)
+
+
+def test_probe_is_logged_quietly(stubs: Stubs, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="zonal.csi"):
+        stubs.identity.Probe(csi_pb2.ProbeRequest())
+    assert not [r for r in caplog.records if r.levelno >= logging.INFO]
+
+
+def test_hundred_slow_calls_do_not_queue_cheap_ones(stubs: Stubs, controller: ScriptedController) -> None:
+    pool = futures.ThreadPoolExecutor(max_workers=120)
+    try:
+        slow = [
+            pool.submit(stubs.controller.CreateVolume, csi_pb2.CreateVolumeRequest(name=f"v{i}"), timeout=60)
+            for i in range(110)
+        ]
+        deadline = time.monotonic() + 20
+        while controller.started < 110 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert controller.started == 110  # all in flight at once, none queued
+        start = time.perf_counter()
+        for _ in range(20):
+            stubs.identity.Probe(csi_pb2.ProbeRequest(), timeout=2)
+        assert time.perf_counter() - start < 2.0
+        controller.gate.set()
+        assert all(f.result(timeout=30).volume.volume_id == "vol-1" for f in slow)
+    finally:
+        controller.gate.set()
+        pool.shutdown(wait=True)

@@ -1,0 +1,1 @@
+"""Stateful hand-written fakes of the driver's ports, shared by the test suites."""
