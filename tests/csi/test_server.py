@@ -141,6 +141,8 @@ def test_every_domain_error_has_a_code() -> None:
         return out
 
     for cls in subclasses(errors.ZonalError):
+        if cls.__module__ != errors.__name__:
+            continue  # adapters' subclasses inherit their parent's row
         code, _ = status_for(cls("m"))
         assert code != grpc.StatusCode.OK, cls
 

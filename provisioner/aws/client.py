@@ -1,0 +1,64 @@
+"""The one place a boto3 EC2 client is built, from :class:`~provisioner.config.CloudConfig`.
+
+Region, endpoint, retries and timeouts all come from the config the CLI filled in (``--region``,
+``AWS_REGION``, instance metadata — resolved there, not here). This module does not read
+``os.environ``: when ``endpoint_url`` is empty, boto3 itself honours ``AWS_ENDPOINT_URL_EC2`` /
+``AWS_ENDPOINT_URL``, and credentials come from boto3's usual chain. It must not make any call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import boto3.session
+from botocore.config import Config
+
+from provisioner import __version__
+from provisioner.config import CloudConfig
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+RETRY_MODES = ("standard", "adaptive")
+
+# The sidecars send up to 100 concurrent calls and each may hold an HTTP connection while it polls;
+# botocore's default pool of 10 would queue them behind each other inside urllib3.
+MAX_POOL_CONNECTIONS = 128
+
+USER_AGENT_EXTRA = f"zonal/{__version__}"
+
+
+def client_config(config: CloudConfig) -> Config:
+    """The botocore ``Config`` for ``config``: retries, timeouts, pool size and user agent."""
+    if config.retry_mode not in RETRY_MODES:
+        raise ValueError(f"retry mode {config.retry_mode!r} is not one of {', '.join(RETRY_MODES)}")
+    if config.max_attempts < 1:
+        raise ValueError(f"max attempts must be at least 1, not {config.max_attempts}")
+    mode: Literal["standard", "adaptive"] = "adaptive" if config.retry_mode == "adaptive" else "standard"
+    return Config(
+        region_name=config.region,
+        # total_max_attempts counts the first try (like AWS_MAX_ATTEMPTS); botocore's max_attempts would not.
+        retries={"mode": mode, "total_max_attempts": config.max_attempts},
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+        user_agent_extra=USER_AGENT_EXTRA,
+    )
+
+
+def build_ec2_client(config: CloudConfig, session: boto3.session.Session | None = None) -> EC2Client:
+    """A thread-safe EC2 client for ``config.region`` (which must already be resolved).
+
+    ``session`` is for tests that build many clients (it caches the large EC2 service model);
+    by default each client gets a session of its own, because boto3's default session is shared
+    module state and not thread-safe.
+    """
+    if not config.region:
+        raise ValueError("no AWS region: pass --region, set AWS_REGION, or run on EC2 (instance metadata)")
+    session = session or boto3.session.Session(region_name=config.region)
+    return session.client(
+        "ec2",
+        region_name=config.region,
+        endpoint_url=config.endpoint_url or None,
+        config=client_config(config),
+    )

@@ -1,0 +1,430 @@
+"""``Ec2Cloud``: the :class:`~provisioner.ports.cloud.Cloud` port over a boto3 EC2 client.
+
+One boto3 call per method (plus pagination), each inside :func:`provisioner.aws.errors.translated`
+so only domain errors leave. It never waits for a state change and never retries on its own
+(botocore retries throttles and 5xx; the controller core polls with its injected clock).
+
+The client is injected (like httpx's ``transport=``): tests pass one built under moto, the CLI one
+from :func:`provisioner.aws.client.build_ec2_client`. :meth:`Ec2Cloud.describe_volumes` and
+:meth:`Ec2Cloud.describe_instances` look many ids up with an id *filter* (unknown ids are simply
+absent instead of failing the call): they are the seam where DescribeVolumes batching plugs in.
+
+Pagination. EC2 refuses ``MaxResults`` outside 5..500 (DescribeVolumes) or 5..1000
+(DescribeSnapshots), while CSI callers may ask for any ``max_entries``. Our page token is therefore
+``"<skip>:<EC2 NextToken>"``: re-read the EC2 page that starts at that NextToken, skip ``skip``
+items. A smaller ``max_entries`` is served from a 5-item EC2 page; a larger one is clamped (CSI
+allows returning fewer entries than asked). A token we cannot parse, or one EC2 refuses, raises
+InvalidArgument (the controller core answers ABORTED, per the ListVolumes error table).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from provisioner.aws import convert
+from provisioner.aws.errors import (
+    error_code,
+    is_dry_run_success,
+    translate_botocore_error,
+    translate_client_error,
+    translated,
+)
+from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented, ZonalError
+from provisioner.model import (
+    TAG_SNAPSHOT_NAME,
+    TAG_VOLUME_NAME,
+    Instance,
+    Page,
+    Snapshot,
+    Volume,
+    VolumeSpec,
+    VolumeState,
+    Zone,
+)
+from provisioner.ports.cloud import VolumeModification
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef
+
+T = TypeVar("T")
+
+VOLUME_PAGE = (5, 500)  # DescribeVolumes MaxResults bounds
+SNAPSHOT_PAGE = (5, 1000)  # DescribeSnapshots MaxResults bounds
+ID_BATCH = 200  # ids per filter value list; a conservative size, EC2 documents no exact limit
+_GONE = frozenset({VolumeState.DELETING, VolumeState.DELETED})
+
+# A ListVolumes/ListSnapshots page request: (MaxResults, EC2 NextToken) → (raw items, EC2 NextToken).
+Fetch = Callable[[int, str], tuple[Sequence[convert.Raw], str]]
+
+
+class Ec2Cloud:
+    """The EC2 adapter. Thread-safe: boto3 clients are, and the zone cache takes a lock."""
+
+    def __init__(self, client: EC2Client, region: str) -> None:
+        self._ec2 = client
+        self.region = region
+        self._zones: tuple[Zone, ...] | None = None
+        self._zones_lock = threading.Lock()
+        self._copy_unsupported = False  # set once the endpoint has refused CopyVolumes
+
+    # Access and zones.
+
+    def check_access(self) -> None:
+        """DescribeAvailabilityZones with DryRun: EC2 answers DryRunOperation when we may call it."""
+        try:
+            self._ec2.describe_availability_zones(DryRun=True)
+        except ClientError as e:
+            if is_dry_run_success(e):
+                return
+            # CSI Probe: an unusable dependency is FAILED_PRECONDITION, with the reason.
+            raise FailedPrecondition(f"EC2 is not usable: {translate_client_error(e)}") from e
+        except BotoCoreError as e:
+            reason = translate_botocore_error(e, operation="DescribeAvailabilityZones")
+            raise FailedPrecondition(f"EC2 is not reachable: {reason}") from e
+        # An endpoint that ignores DryRun and just answers has proven reachability and credentials too.
+
+    def availability_zones(self) -> Sequence[Zone]:
+        with self._zones_lock:
+            if self._zones is None:
+                with translated(f"region {self.region}"):
+                    raw = self._ec2.describe_availability_zones()["AvailabilityZones"]
+                self._zones = convert.to_zones(raw)
+            return self._zones
+
+    # Volumes.
+
+    def create_volume(self, spec: VolumeSpec, zone: str, client_token: str) -> Volume:
+        """CreateVolume with the tags written atomically (TagSpecifications) and ``ClientToken``.
+
+        ``CSIVolumeName=spec.name`` is always among the tags, so find_volume_by_name finds it.
+        Optional attributes are sent only when set, so EC2's defaults (and account-level encryption
+        by default) apply otherwise.
+        """
+        tags = {**spec.tags, TAG_VOLUME_NAME: spec.name}
+        request: dict[str, Any] = {
+            "AvailabilityZone": zone,
+            "Size": spec.size_gib,
+            "VolumeType": spec.volume_type,
+            "ClientToken": client_token,
+            "TagSpecifications": convert.tag_specifications("volume", tags),
+        }
+        if spec.encrypted or spec.kms_key_id:
+            request["Encrypted"] = True
+        if spec.kms_key_id:
+            request["KmsKeyId"] = spec.kms_key_id
+        if spec.iops is not None:
+            request["Iops"] = spec.iops
+        if spec.throughput is not None:
+            request["Throughput"] = spec.throughput
+        if spec.multi_attach:
+            request["MultiAttachEnabled"] = True
+        if spec.snapshot_id:
+            request["SnapshotId"] = spec.snapshot_id
+        with translated(f"volume {spec.name!r} in {zone}"):
+            raw = self._ec2.create_volume(**request)
+        return convert.to_volume(raw)
+
+    def copy_volume(self, source_volume_id: str, spec: VolumeSpec, client_token: str) -> Volume:
+        """CopyVolumes (same zone as the source) with the tags written atomically and ``ClientToken``.
+
+        Endpoints without CopyVolumes (older regions' API, moto, the simulator) are remembered, so
+        later clones go straight to the caller's snapshot-then-restore fallback."""
+        if self._copy_unsupported:
+            raise Unimplemented("this EC2 endpoint does not offer CopyVolumes")
+        tags = {**spec.tags, TAG_VOLUME_NAME: spec.name}
+        request: dict[str, Any] = {
+            "SourceVolumeId": source_volume_id,
+            "Size": spec.size_gib,
+            "VolumeType": spec.volume_type,
+            "ClientToken": client_token,
+            "TagSpecifications": convert.tag_specifications("volume", tags),
+        }
+        if spec.encrypted or spec.kms_key_id:
+            request["Encrypted"] = True
+        if spec.kms_key_id:
+            request["KmsKeyId"] = spec.kms_key_id
+        if spec.iops is not None:
+            request["Iops"] = spec.iops
+        if spec.throughput is not None:
+            request["Throughput"] = spec.throughput
+        if spec.multi_attach:
+            request["MultiAttachEnabled"] = True
+        try:
+            with translated(f"copy of volume {source_volume_id} as {spec.name!r}", _COPY_UNSUPPORTED):
+                raw = self._ec2.copy_volumes(**request)["Volumes"]
+        except Unimplemented:
+            self._copy_unsupported = True
+            raise
+        except NotImplementedError as e:  # moto run in process raises this for actions it lacks
+            self._copy_unsupported = True
+            raise Unimplemented(f"this EC2 endpoint does not offer CopyVolumes ({e})") from e
+        if not raw:
+            raise NotFound(f"CopyVolumes of {source_volume_id} returned no volume")
+        return convert.to_volume(raw[0])
+
+    def get_volume(self, volume_id: str) -> Volume:
+        with translated(f"volume {volume_id}"):
+            raw = self._ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
+        for item in raw:
+            if item["VolumeId"] == volume_id:
+                return convert.to_volume(item)
+        raise NotFound(f"volume {volume_id} does not exist")
+
+    def describe_volumes(self, volume_ids: Iterable[str]) -> dict[str, Volume]:
+        """The volumes among ``volume_ids`` that exist; unknown or malformed ids are just absent."""
+        found: dict[str, Volume] = {}
+        for chunk in _chunks(list(dict.fromkeys(volume_ids)), ID_BATCH):
+            filters: list[FilterTypeDef] = [{"Name": "volume-id", "Values": chunk}]
+            for raw in self._all_pages(self._volume_fetch(filters), VOLUME_PAGE[1]):
+                volume = convert.to_volume(raw)
+                found[volume.volume_id] = volume
+        return found
+
+    def find_volume_by_name(self, name: str) -> Volume | None:
+        filters = convert.tag_filters({TAG_VOLUME_NAME: name})
+        with translated(f"volume named {name!r}"):
+            raw = self._ec2.describe_volumes(Filters=filters)["Volumes"]
+        alive = [v for v in raw if v.get("State") not in {s.value for s in _GONE}]
+        if not alive:
+            return None
+        alive.sort(key=lambda v: (convert.epoch(v.get("CreateTime")), v["VolumeId"]))  # oldest first
+        return convert.to_volume(alive[0])
+
+    def delete_volume(self, volume_id: str) -> None:
+        with translated(f"volume {volume_id}"):
+            self._ec2.delete_volume(VolumeId=volume_id)
+
+    def list_volumes(self, tag_filters: Mapping[str, str], max_results: int, next_token: str) -> Page[Volume]:
+        fetch = self._volume_fetch(convert.tag_filters(tag_filters))
+        return _page(fetch, max_results, next_token, VOLUME_PAGE, convert.to_volume)
+
+    # Instances and attachments.
+
+    def get_instance(self, instance_id: str) -> Instance:
+        with translated(f"instance {instance_id}"):
+            reservations = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
+        for reservation in reservations:
+            for raw in reservation.get("Instances", []):
+                if raw.get("InstanceId") == instance_id:
+                    return convert.to_instance(raw)
+        raise NotFound(f"instance {instance_id} does not exist")
+
+    def describe_instances(self, instance_ids: Iterable[str]) -> dict[str, Instance]:
+        """The instances among ``instance_ids`` that exist; unknown or malformed ids are just absent."""
+        found: dict[str, Instance] = {}
+        for chunk in _chunks(list(dict.fromkeys(instance_ids)), ID_BATCH):
+            with translated("instances"):
+                pages = self._ec2.get_paginator("describe_instances").paginate(
+                    Filters=[{"Name": "instance-id", "Values": chunk}]
+                )
+                for page in pages:
+                    for reservation in page["Reservations"]:
+                        for raw in reservation.get("Instances", []):
+                            instance = convert.to_instance(raw)
+                            found[instance.instance_id] = instance
+        return found
+
+    def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
+        with translated(f"volume {volume_id} to instance {instance_id}", operation="AttachVolume"):
+            try:
+                self._ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
+            except ClientError as e:
+                # EC2 reports a taken device name as InvalidParameterValue "... is already in use".
+                if error_code(e) == "InvalidParameterValue" and "already in use" in str(e):
+                    raise translate_client_error(e, f"device {device} on {instance_id}", _DEVICE_TAKEN) from e
+                raise
+
+    def detach_volume(self, volume_id: str, instance_id: str) -> None:
+        # Detaching a volume that is not attached: EC2 says IncorrectState ("... is in the 'available'
+        # state"); the port promises NotFound so ControllerUnpublish can treat it as done.
+        with translated(f"volume {volume_id} from instance {instance_id}", _NOT_ATTACHED, "DetachVolume"):
+            self._ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
+
+    # Snapshots.
+
+    def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
+        request: dict[str, Any] = {"VolumeId": volume_id, "Description": description}
+        if tags:
+            request["TagSpecifications"] = convert.tag_specifications("snapshot", tags)
+        with translated(f"snapshot of volume {volume_id}"):
+            raw = self._ec2.create_snapshot(**request)
+        return convert.to_snapshot(raw)
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        with translated(f"snapshot {snapshot_id}"):
+            raw = self._ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
+        for item in raw:
+            if item["SnapshotId"] == snapshot_id:
+                return convert.to_snapshot(item)
+        raise NotFound(f"snapshot {snapshot_id} does not exist")
+
+    def find_snapshot_by_name(self, name: str) -> Snapshot | None:
+        fetch = self._snapshot_fetch(convert.tag_filters({TAG_SNAPSHOT_NAME: name}))
+        raw = sorted(
+            self._all_pages(fetch, SNAPSHOT_PAGE[1]),
+            key=lambda s: (convert.epoch(s.get("StartTime")), s["SnapshotId"]),
+        )
+        return convert.to_snapshot(raw[0]) if raw else None
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        with translated(f"snapshot {snapshot_id}"):
+            self._ec2.delete_snapshot(SnapshotId=snapshot_id)
+
+    def list_snapshots(
+        self,
+        tag_filters: Mapping[str, str],
+        source_volume_id: str,
+        max_results: int,
+        next_token: str,
+    ) -> Page[Snapshot]:
+        """Own snapshots only: ``OwnerIds=["self"]`` and the tag filters (public snapshots never match)."""
+        filters = convert.tag_filters(tag_filters)
+        if source_volume_id:
+            filters.append({"Name": "volume-id", "Values": [source_volume_id]})
+        fetch = self._snapshot_fetch(filters)
+        return _page(fetch, max_results, next_token, SNAPSHOT_PAGE, convert.to_snapshot)
+
+    # Modification and tags.
+
+    def modify_volume(
+        self,
+        volume_id: str,
+        size_gib: int | None = None,
+        volume_type: str | None = None,
+        iops: int | None = None,
+        throughput: int | None = None,
+    ) -> VolumeModification:
+        request: dict[str, Any] = {"VolumeId": volume_id}
+        for key, value in (("Size", size_gib), ("VolumeType", volume_type), ("Iops", iops)):
+            if value is not None:
+                request[key] = value
+        if throughput is not None:
+            request["Throughput"] = throughput
+        if len(request) == 1:
+            raise InvalidArgument(f"ModifyVolume of {volume_id}: nothing to change")
+        with translated(f"volume {volume_id}"):
+            raw = self._ec2.modify_volume(**request)["VolumeModification"]
+        return convert.to_modification(raw)
+
+    def get_volume_modification(self, volume_id: str) -> VolumeModification | None:
+        with translated(f"volume {volume_id}"):
+            try:
+                answer = self._ec2.describe_volumes_modifications(VolumeIds=[volume_id])
+            except ClientError as e:
+                # EC2 answers InvalidVolumeModification.NotFound for a volume that was never modified.
+                if error_code(e) == "InvalidVolumeModification.NotFound":
+                    return None
+                raise
+        latest = sorted(
+            answer.get("VolumesModifications", []), key=lambda m: convert.epoch(m.get("StartTime"))
+        )
+        return convert.to_modification(latest[-1]) if latest else None
+
+    def create_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
+        if not tags:
+            return
+        with translated(resource_id):
+            self._ec2.create_tags(Resources=[resource_id], Tags=convert.tags_to_ec2(tags))
+
+    def delete_tags(self, resource_id: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        with translated(resource_id):
+            self._ec2.delete_tags(Resources=[resource_id], Tags=[{"Key": k} for k in sorted(set(keys))])
+
+    # Helpers.
+
+    def _volume_fetch(self, filters: list[FilterTypeDef]) -> Fetch:
+        def fetch(max_results: int, token: str) -> tuple[Sequence[convert.Raw], str]:
+            request: dict[str, Any] = {"Filters": filters, "MaxResults": max_results}
+            if token:
+                request["NextToken"] = token
+            with translated("volumes"):
+                answer = self._ec2.describe_volumes(**request)
+            return answer.get("Volumes", []), answer.get("NextToken", "")
+
+        return fetch
+
+    def _snapshot_fetch(self, filters: list[FilterTypeDef]) -> Fetch:
+        def fetch(max_results: int, token: str) -> tuple[Sequence[convert.Raw], str]:
+            # OwnerIds=self plus our tag filters: public snapshots must never leak into our listings.
+            request: dict[str, Any] = {"OwnerIds": ["self"], "Filters": filters, "MaxResults": max_results}
+            if token:
+                request["NextToken"] = token
+            with translated("snapshots"):
+                answer = self._ec2.describe_snapshots(**request)
+            return answer.get("Snapshots", []), answer.get("NextToken", "")
+
+        return fetch
+
+    @staticmethod
+    def _all_pages(fetch: Fetch, page_size: int) -> list[convert.Raw]:
+        items: list[convert.Raw] = []
+        token = ""
+        while True:
+            raw, token = fetch(page_size, token)
+            items.extend(raw)
+            if not token:
+                return items
+
+
+_DEVICE_TAKEN: Mapping[str, type[ZonalError]] = {"InvalidParameterValue": FailedPrecondition}
+_NOT_ATTACHED: Mapping[str, type[ZonalError]] = {"IncorrectState": NotFound}
+# How endpoints say they lack an action (EC2's own code, and what emulators answer).
+_COPY_UNSUPPORTED: Mapping[str, type[ZonalError]] = {
+    "InvalidAction": Unimplemented,
+    "UnsupportedOperation": Unimplemented,
+    "NotImplemented": Unimplemented,
+    "UnknownOperationException": Unimplemented,
+}
+
+
+def _page(
+    fetch: Fetch,
+    max_results: int,
+    next_token: str,
+    bounds: tuple[int, int],
+    to_model: Callable[[convert.Raw], T],
+) -> Page[T]:
+    """One CSI page out of EC2 pages; see the module docstring for the token format."""
+    skip, ec2_token = _parse_token(next_token)
+    low, high = bounds
+    if max_results <= 0:  # CSI: no max_entries means "everything from the token on"
+        items: list[convert.Raw] = []
+        raw, token = fetch(high, ec2_token)
+        items.extend(raw[skip:])
+        while token:
+            raw, token = fetch(high, token)
+            items.extend(raw)
+        return Page(tuple(to_model(i) for i in items))
+    want = min(max_results, high)
+    raw, token = fetch(max(low, min(high, skip + want)), ec2_token)
+    chosen = raw[skip : skip + want]
+    if skip + want < len(raw):
+        return Page(tuple(to_model(i) for i in chosen), f"{skip + want}:{ec2_token}")
+    while not chosen and token:  # filtered EC2 pages may be empty; never hand out an empty page
+        ec2_token = token
+        raw, token = fetch(max(low, want), ec2_token)
+        chosen = raw[:want]
+        if want < len(raw):
+            return Page(tuple(to_model(i) for i in chosen), f"{want}:{ec2_token}")
+    return Page(tuple(to_model(i) for i in chosen), f"0:{token}" if token else "")
+
+
+def _parse_token(token: str) -> tuple[int, str]:
+    if not token:
+        return 0, ""
+    skip, sep, ec2_token = token.partition(":")
+    if not sep or not skip.isdigit():
+        raise InvalidArgument(f"starting token {token!r} was not issued by this plugin")
+    return int(skip), ec2_token
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

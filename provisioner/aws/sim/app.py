@@ -1,0 +1,351 @@
+"""The simulator: a WSGI application in front of moto's EC2 that throttles, delays, injects faults,
+counts, and (through :mod:`provisioner.aws.sim.state`) gives volumes real lifecycles.
+
+One :class:`Simulator` is one AWS account. Every request goes: count → token bucket → injected fault →
+latency → moto (under one lock, with the graft active) → hooks. Both ways of running it use this
+same path: :meth:`Simulator.install` routes a boto3 client's requests here without sockets, and
+:class:`provisioner.aws.sim.server.SimServer` serves it over HTTP. This module must not open
+sockets.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable
+from functools import cache
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import boto3.session
+import botocore.loaders
+import botocore.session
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.config import Config
+from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+from provisioner.aws.sim import wire
+from provisioner.aws.sim.buckets import Buckets
+from provisioner.aws.sim.config import SimConfig
+from provisioner.aws.sim.counters import Counters
+from provisioner.aws.sim.faults import Chance, Fault
+from provisioner.aws.sim.hooks import VolumeHooks
+from provisioner.aws.sim.state import (
+    Attached,
+    Deleted,
+    Detached,
+    Graft,
+    HookEvent,
+    Lifecycle,
+    RequestContext,
+    Resized,
+    backend_for,
+    request_context,
+)
+from provisioner.ports.clock import Clock, SystemClock
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+log = logging.getLogger(__name__)
+
+# Clients routed in process are given this endpoint, so a request that somehow escaped the hook could
+# never reach a real AWS endpoint (.invalid never resolves).
+IN_PROCESS_ENDPOINT = "http://ec2.zonal-sim.invalid"
+DEFAULT_AMI = "ami-12c6146b"  # moto does not validate image ids unless asked to
+
+Environ = dict[str, Any]
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+Answer = tuple[str, list[tuple[str, str]], bytes]
+
+_account_seq = itertools.count(1)
+_INSTANCE_ID = re.compile(rb"<instanceId>(i-[0-9a-f]+)</instanceId>")
+
+
+def _fresh_account_id() -> str:
+    return f"7{os.getpid() % 100000:05d}{next(_account_seq):06d}"
+
+
+@cache
+def _moto_ec2_app() -> Any:
+    """moto's EC2 Flask application (built once per process: it takes a second or two)."""
+    from moto.moto_server.werkzeug_app import create_backend_app
+
+    return create_backend_app("ec2")
+
+
+@cache
+def _shared_loader() -> botocore.loaders.Loader:
+    """One data loader for every client :meth:`Simulator.client` builds: loading the EC2 model anew
+    for each would cost a third of a second per client."""
+    return botocore.loaders.create_loader()
+
+
+def _known_zones(region: str) -> list[str]:
+    from moto.ec2.models.availability_zones_and_regions import RegionsAndZonesBackend
+
+    zones = RegionsAndZonesBackend.zones.get(region)
+    if not zones:
+        raise ValueError(f"moto knows no zones for region {region!r}")
+    return [z.name for z in zones]
+
+
+def resolve_zones(config: SimConfig) -> tuple[str, ...]:
+    """The zones the simulator offers: the configured ones (checked) or moto's first three."""
+    known = _known_zones(config.region)
+    if not config.zones:
+        return tuple(known[:3])
+    unknown = [z for z in config.zones if z not in known]
+    if unknown:
+        raise ValueError(f"zones {unknown} are not in {config.region} (moto knows {known})")
+    return tuple(config.zones)
+
+
+def _status(code: int) -> str:
+    return {
+        200: "200 OK",
+        400: "400 Bad Request",
+        404: "404 Not Found",
+        500: "500 Internal Server Error",
+    }.get(code, "503 Service Unavailable" if code == 503 else f"{code} Error")
+
+
+class _RawBody(io.BytesIO):
+    """The raw stream botocore reads an ``AWSResponse`` body from."""
+
+    def stream(self, **kwargs: Any) -> Iterable[bytes]:
+        chunk = self.read()
+        while chunk:
+            yield chunk
+            chunk = self.read()
+
+
+class Simulator:
+    """One simulated account. Thread-safe; a WSGI application (``simulator(environ, start_response)``)."""
+
+    def __init__(
+        self, config: SimConfig | None = None, clock: Clock | None = None, hooks: VolumeHooks | None = None
+    ) -> None:
+        self.config = config or SimConfig()
+        self.clock: Clock = clock or SystemClock()
+        self.hooks = hooks
+        self.account_id = self.config.account_id or _fresh_account_id()
+        self.region = self.config.region
+        self.zones = resolve_zones(self.config)
+        self.counters = Counters()
+        self.buckets = Buckets(self.clock, self.config.scale, self.config.throttling)
+        self._chance = Chance(self.config)
+        self._life = Lifecycle(self.clock, self.config.delays, self._chance, self.zones)
+        self._lock = threading.RLock()
+        self._moto = _moto_ec2_app()
+
+    # --- the request path ---------------------------------------------------------------------------
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        status, headers, body = self.handle(environ)
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    def handle(self, environ: Environ) -> Answer:
+        path = environ.get("PATH_INFO", "/")
+        if path.startswith("/_zonal/"):
+            return self._control(environ["REQUEST_METHOD"], path, environ.get("QUERY_STRING", ""))
+        stream = environ["wsgi.input"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body: bytes = stream.read(length) if length else b""
+        params = wire.parse_params(body, environ.get("QUERY_STRING", ""))
+        action = params.get("Action")
+        if not action:
+            return self._error(400, "MissingAction", "The request must contain the parameter Action")
+        region = wire.region_of(environ.get("HTTP_AUTHORIZATION")) or self.region
+        self.counters.call(action)
+        if not self.buckets.take(region, action, params):
+            return self._throttled(action)
+        fault = self._chance.fault()
+        if fault is Fault.THROTTLE:
+            return self._throttled(action)
+        if fault is Fault.SERVER_ERROR:
+            self.counters.error(action, "InternalError")
+            return self._error(500, "InternalError", "An internal error has occurred")
+        latency = self._chance.latency(action)
+        if latency > 0:
+            self.clock.sleep(latency)
+        ctx = RequestContext(action, params.get("ClientToken") or None, wire.signature(params))
+        status, headers, out = self._call_moto(environ, body, region, ctx)
+        if int(status[:3]) >= 400:
+            self.counters.error(action, wire.error_code(out))
+            return status, headers, out
+        try:
+            self._run_hooks(ctx.events)
+        except Exception:
+            log.exception("simulator hook failed for %s", action)
+            self.counters.error(action, "InternalError")
+            return self._error(500, "InternalError", "An internal error has occurred")
+        return status, headers, out
+
+    def _throttled(self, action: str) -> Answer:
+        self.counters.throttled(action)
+        # EC2 throttles with HTTP 503 and this code; SDKs retry it with backoff.
+        return self._error(503, "RequestLimitExceeded", "Request limit exceeded.")
+
+    @staticmethod
+    def _error(code: int, error: str, message: str) -> Answer:
+        return _status(code), list(wire.XML_HEADERS), wire.error_body(error, message)
+
+    def _backend(self, region: str) -> Any:
+        return backend_for(self.account_id, region)
+
+    def _call_moto(self, environ: Environ, body: bytes, region: str, ctx: RequestContext) -> Answer:
+        env = dict(environ)
+        env["wsgi.input"] = io.BytesIO(body)
+        env["CONTENT_LENGTH"] = str(len(body))
+        env["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
+        env.setdefault("HTTP_AUTHORIZATION", wire.synthetic_authorization(region))
+        with self._lock, request_context(ctx):
+            Graft.of(self._backend(region), self._life)
+            app_iter, status, headers = run_wsgi_app(self._moto, env)
+            try:
+                out = b"".join(app_iter)
+            finally:
+                close = getattr(app_iter, "close", None)
+                if close is not None:
+                    close()
+        kept = [
+            (k, v) for k, v in headers.items() if k.lower() not in ("content-length", "transfer-encoding")
+        ]
+        return status, kept, out
+
+    def _run_hooks(self, events: list[HookEvent]) -> None:
+        hooks = self.hooks
+        if hooks is None:
+            return
+        for event in events:
+            match event:
+                case Attached(volume_id, instance_id, device, size_gib):
+                    hooks.attached(volume_id, instance_id, device, size_gib)
+                case Detached(volume_id, instance_id):
+                    hooks.detached(volume_id, instance_id)
+                case Deleted(volume_id):
+                    hooks.deleted(volume_id)
+                case Resized(volume_id, size_gib):
+                    hooks.resized(volume_id, size_gib)
+
+    # --- control plane (never counted or throttled) -------------------------------------------------
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "account_id": self.account_id,
+            "region": self.region,
+            "zones": list(self.zones),
+            "scale": self.config.scale,
+            "throttling": self.config.throttling,
+        }
+
+    def _control(self, method: str, path: str, query: str) -> Answer:
+        args = dict(parse_qsl(query))
+        try:
+            if path == "/_zonal/counters" and method == "GET":
+                return self._json(self.counters.as_json())
+            if path == "/_zonal/counters" and method == "DELETE":
+                self.counters.reset()
+                return self._json({})
+            if path == "/_zonal/config" and method == "GET":
+                return self._json(self.describe())
+            if path == "/_zonal/instances" and method == "POST":
+                instance_id = self.create_instance(
+                    args.get("zone", self.zones[0]), args.get("type", "m5.large")
+                )
+                return self._json({"instance_id": instance_id})
+        except ValueError as e:
+            return "400 Bad Request", list(wire.JSON_HEADERS), json.dumps({"error": str(e)}).encode()
+        return "404 Not Found", list(wire.JSON_HEADERS), b'{"error": "no such control path"}'
+
+    @staticmethod
+    def _json(value: object) -> Answer:
+        return "200 OK", list(wire.JSON_HEADERS), json.dumps(value).encode()
+
+    # --- helpers for tests and the embedded cloud ---------------------------------------------------
+
+    def create_instance(self, zone: str, instance_type: str = "m5.large") -> str:
+        """Start an instance in ``zone`` (the embedded node, a test's node) without counting or
+        throttling the call; return its id."""
+        if zone not in self.zones:
+            raise ValueError(f"zone {zone!r} is not one of {list(self.zones)}")
+        params = {
+            "Action": "RunInstances",
+            "Version": "2016-11-15",
+            "ImageId": DEFAULT_AMI,
+            "MinCount": "1",
+            "MaxCount": "1",
+            "InstanceType": instance_type,
+            "Placement.AvailabilityZone": zone,
+        }
+        body = urlencode(params).encode()
+        builder = EnvironBuilder(
+            method="POST",
+            base_url=IN_PROCESS_ENDPOINT,
+            path="/",
+            headers=[("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")],
+            data=body,
+        )
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        status, _, out = self._call_moto(environ, body, self.region, RequestContext("RunInstances"))
+        match = _INSTANCE_ID.search(out)
+        if int(status[:3]) >= 400 or match is None:
+            raise ValueError(f"RunInstances failed: {wire.error_code(out)}")
+        return match.group(1).decode()
+
+    def install(self, client: Any) -> None:
+        """Route ``client``'s requests to this simulator in process (no socket). The client needs
+        credentials of some kind to sign with; their values are not checked."""
+        client.meta.events.register("before-send.ec2", self._before_send)
+
+    def client(self, region: str | None = None, config: Config | None = None) -> EC2Client:
+        """A boto3 EC2 client already routed here (dummy credentials, an endpoint that never resolves)."""
+        core = botocore.session.get_session()
+        core.register_component("data_loader", _shared_loader())
+        session = boto3.session.Session(
+            aws_access_key_id="zonal-sim",
+            aws_secret_access_key="zonal-sim",
+            region_name=region or self.region,
+            botocore_session=core,
+        )
+        ec2 = session.client("ec2", endpoint_url=IN_PROCESS_ENDPOINT, config=config)
+        self.install(ec2)
+        return ec2
+
+    def _before_send(self, request: AWSPreparedRequest, **kwargs: Any) -> AWSResponse:
+        url = urlsplit(request.url)
+        headers = {k: v.decode() if isinstance(v, bytes) else str(v) for k, v in request.headers.items()}
+        body = request.body
+        if body is None:
+            data = b""
+        elif isinstance(body, str):
+            data = body.encode()
+        elif isinstance(body, bytes | bytearray):
+            data = bytes(body)
+        else:
+            raw = body.read()
+            data = raw.encode() if isinstance(raw, str) else raw
+        builder = EnvironBuilder(
+            method=request.method,
+            base_url=f"{url.scheme}://{url.netloc}",
+            path=url.path or "/",
+            query_string=url.query,
+            headers=list(headers.items()),
+            data=data,
+        )
+        try:
+            environ = builder.get_environ()
+        finally:
+            builder.close()
+        status, out_headers, out = self.handle(environ)
+        return AWSResponse(request.url, int(status[:3]), dict(out_headers), _RawBody(out))  # type: ignore[arg-type]

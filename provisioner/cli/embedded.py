@@ -1,0 +1,150 @@
+"""``--cloud embedded``: an in-process simulated EC2 account, so zonal runs with no AWS account.
+
+The simulator (:mod:`provisioner.aws.sim`) validates zones, honours ClientToken and moves volumes
+through ``creating → available`` like EC2. One instance is started in it for this process's node.
+When the process may use loop devices (root), every attached volume is backed by a sparse file on a
+loop device, and the loop device is linked where a Nitro instance shows an EBS volume
+(``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…``), so NodeStage finds it through the same
+code path as on EC2 and really formats and mounts it. State lives in memory and in
+``--embedded-state-dir``; everything is released when the process stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from provisioner.aws.ec2 import Ec2Cloud
+from provisioner.aws.sim import SimConfig, Simulator
+from provisioner.aws.sim.config import Delays
+from provisioner.aws.sim.hooks import BackerHooks
+from provisioner.mount.devices import NVME_BY_ID_PREFIX
+from provisioner.mount.loopback import LoopBacker
+from provisioner.ports.node import NodeMetadata
+
+log = logging.getLogger("zonal.embedded")
+
+DEFAULT_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("embedded cloud (--cloud embedded)")
+    g.add_argument(
+        "--embedded-state-dir",
+        default="",
+        help="where the embedded cloud keeps volume backing files (default: a temporary folder)",
+    )
+    g.add_argument(
+        "--embedded-zones",
+        default=",".join(DEFAULT_ZONES),
+        help=f"zones the embedded region offers (default {','.join(DEFAULT_ZONES)})",
+    )
+    g.add_argument(
+        "--embedded-fast",
+        action="store_true",
+        help="EC2 state changes happen at once instead of at AWS's measured speeds",
+    )
+
+
+class LinkingHooks(BackerHooks):
+    """BackerHooks that also link each backing device under ``/dev/disk/by-id`` like Nitro does."""
+
+    def __init__(self, backer: LoopBacker, dev_root: str = "/dev") -> None:
+        super().__init__(backer)
+        self._dev_root = dev_root
+
+    def link(self, volume_id: str) -> Path:
+        return Path(self._dev_root) / (NVME_BY_ID_PREFIX + volume_id.replace("-", ""))
+
+    def attached(self, volume_id: str, instance_id: str, device: str, size_gib: int) -> None:
+        super().attached(volume_id, instance_id, device, size_gib)
+        target = self.devices.get(volume_id)
+        if target:
+            link = self.link(volume_id)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            link.symlink_to(target)
+
+    def detached(self, volume_id: str, instance_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.link(volume_id).unlink()
+        super().detached(volume_id, instance_id)
+
+    def deleted(self, volume_id: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.link(volume_id).unlink()
+        super().deleted(volume_id)
+
+
+@dataclass
+class EmbeddedCloud:
+    simulator: Simulator
+    cloud: Ec2Cloud
+    node: NodeMetadata
+    state_dir: Path
+    hooks: LinkingHooks | None
+    backer: LoopBacker | None
+    _owns_state_dir: bool = False
+    _closed: threading.Event = field(default_factory=threading.Event)
+
+    def close(self) -> None:
+        """Release every loop device and link this process created."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self.hooks is not None and self.backer is not None:
+            for path in sorted(self.state_dir.glob("vol-*")):
+                try:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.hooks.link(path.name).unlink()
+                    self.backer.release(path.name)
+                except Exception:  # best effort at shutdown: report, go on with the others
+                    log.exception("could not release the backing of %s", path.name)
+        if self._owns_state_dir:
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def build_embedded(
+    region: str,
+    zones: tuple[str, ...],
+    node_zone: str,
+    state_dir: str = "",
+    fast: bool = False,
+    back_devices: bool | None = None,
+) -> EmbeddedCloud:
+    """Start an embedded EC2 account with one instance in ``node_zone`` (the first zone if empty)."""
+    zone = node_zone or zones[0]
+    if zone not in zones:
+        raise ValueError(f"node zone {zone} is not one of the embedded zones {', '.join(zones)}")
+    owns = not state_dir
+    folder = Path(state_dir or tempfile.mkdtemp(prefix="zonal-embedded-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if back_devices is None:
+        back_devices = os.geteuid() == 0
+    backer = LoopBacker(folder) if back_devices else None
+    hooks = LinkingHooks(backer) if backer is not None else None
+    if hooks is None:
+        log.warning("not root: embedded volumes get no loop devices, so NodeStage cannot mount them")
+    # Trials expand the same volume more than once: no six-hour cooldown between modifications here.
+    delays = (
+        Delays.instant()
+        if fast
+        else Delays(volume_create=1.0, attach=0.5, detach=0.5, snapshot=2.0, modify_cooldown=0.0)
+    )
+    # One process's own calls should not be throttled by an account-wide simulation unless asked.
+    sim = Simulator(SimConfig(region=region, zones=zones, delays=delays, throttling=False), hooks=hooks)
+    instance_id = sim.create_instance(zone)
+    cloud = Ec2Cloud(sim.client(region), region)
+    node = NodeMetadata(
+        instance_id=instance_id, zone=zone, instance_type="m5.large", region=region, source="embedded"
+    )
+    log.info("embedded EC2 in %s (zones %s); node %s in %s", region, ",".join(zones), instance_id, zone)
+    return EmbeddedCloud(sim, cloud, node, folder, hooks, backer, owns)

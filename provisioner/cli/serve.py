@@ -1,0 +1,179 @@
+"""``zonal controller|node|all``: serve CSI on an endpoint until SIGTERM/SIGINT.
+
+Modes register Identity+Controller, Identity+Node, or all three. This module wires the pieces; the
+flags of each area come from its own CLI module (cloud, node, embedded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable
+
+from provisioner import __version__
+from provisioner.cli import CliError, cloud, embedded, node
+from provisioner.cli.http import HttpEndpoint
+from provisioner.cli.logs import add_logging_args
+from provisioner.config import (
+    DEFAULT_DRIVER_NAME,
+    EBS_DRIVER_NAME,
+    ControllerConfig,
+    DriverConfig,
+    ServerConfig,
+    validate_driver_name,
+)
+from provisioner.controller import ControllerCore
+from provisioner.csi.controller_service import ControllerService
+from provisioner.csi.health import add_health_service
+from provisioner.csi.identity import IdentityService
+from provisioner.csi.server import Services, serve_until_signalled, start_server
+from provisioner.metrics import Metrics
+from provisioner.ports.clock import SystemClock
+
+log = logging.getLogger("zonal.serve")
+
+MODES = {
+    "controller": "serve CSI Identity + Controller (EBS through EC2)",
+    "node": "serve CSI Identity + Node (mkfs, mount) on this machine",
+    "all": "serve Identity, Controller and Node in one process (trials, the embedded cloud)",
+}
+
+
+def _driver_name(value: str) -> str:
+    try:
+        return validate_driver_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+
+
+def _tags(value: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"--extra-tags: {item!r} is not key=value")
+        out[key.strip()] = val.strip()
+    return out
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    for mode, help_text in MODES.items():
+        p = sub.add_parser(mode, help=help_text, description=help_text)
+        p.add_argument(
+            "--endpoint",
+            default=os.environ.get("CSI_ENDPOINT", "unix:///csi/csi.sock"),
+            help="unix:///path, unix:/path, /path or tcp://host:port (default $CSI_ENDPOINT or "
+            "unix:///csi/csi.sock)",
+        )
+        p.add_argument(
+            "--driver-name",
+            type=_driver_name,
+            default=DEFAULT_DRIVER_NAME,
+            help=f"CSI plugin name (default {DEFAULT_DRIVER_NAME}; {EBS_DRIVER_NAME} takes over from "
+            "aws-ebs-csi-driver)",
+        )
+        p.add_argument("--http-endpoint", default="", help="[HOST]:PORT for /metrics and /healthz")
+        p.add_argument("--grace-period", type=float, default=10.0, help="seconds in-flight calls get at stop")
+        p.add_argument("--max-workers", type=int, default=256, help=argparse.SUPPRESS)
+        add_logging_args(p)
+        if mode in ("controller", "all"):
+            g = p.add_argument_group("controller service")
+            g.add_argument("--cluster-id", default="", help="tags volumes kubernetes.io/cluster/ID=owned")
+            g.add_argument("--extra-tags", type=_tags, default={}, help="k=v,... added to every volume")
+            g.add_argument("--default-zone", default="", help="zone for volumes with no requirements")
+            g.add_argument(
+                "--allow-foreign-volume-delete",
+                action="store_true",
+                help="let DeleteVolume delete volumes this driver did not create",
+            )
+        cloud.add_args(p)
+        embedded.add_args(p)
+        if mode in ("node", "all"):
+            node.add_args(p)
+        p.set_defaults(func=run, mode=mode)
+
+
+def run(args: argparse.Namespace) -> int:
+    mode: str = args.mode
+    driver = DriverConfig(
+        driver_name=args.driver_name,
+        vendor_version=__version__,
+        cluster_id=getattr(args, "cluster_id", ""),
+        extra_tags=getattr(args, "extra_tags", {}),
+    )
+    metrics = Metrics()
+    cleanups: list[Callable[[], None]] = []
+    probe: Callable[[], None] | None = None
+    controller_service = None
+    node_service = None
+    online_expansion = False
+    node_metadata = None
+    try:
+        cloud_config = cloud.cloud_config_from_args(args)
+        ec2 = None
+        if cloud_config.kind == "embedded":
+            zones = tuple(z.strip() for z in args.embedded_zones.split(",") if z.strip())
+            try:
+                emb = embedded.build_embedded(
+                    cloud_config.region,
+                    zones,
+                    getattr(args, "zone", ""),
+                    state_dir=args.embedded_state_dir,
+                    fast=args.embedded_fast,
+                )
+            except ValueError as e:
+                raise CliError(str(e)) from e
+            cleanups.append(emb.close)
+            ec2 = emb.cloud
+            node_metadata = emb.node
+        if mode in ("controller", "all"):
+            if ec2 is None:
+                ec2 = cloud.build_cloud(cloud_config)
+            core = ControllerCore(
+                ec2,
+                SystemClock(),
+                driver,
+                ControllerConfig(
+                    default_zone=args.default_zone,
+                    allow_foreign_volume_delete=args.allow_foreign_volume_delete,
+                ),
+            )
+            controller_service = ControllerService(core)
+            probe = core.probe
+            online_expansion = bool(getattr(core, "online_expansion", False))
+        if mode in ("node", "all"):
+            node_service = node.build_node_service(args, metadata=node_metadata)
+        identity = IdentityService(
+            driver.driver_name,
+            driver.vendor_version,
+            controller=controller_service is not None,
+            online_expansion=online_expansion,
+            probe=probe,
+        )
+        services = Services(
+            identity=identity,
+            controller=controller_service,
+            node=node_service,
+            extra=(lambda server: add_health_service(server, probe),),
+        )
+        server_config = ServerConfig(
+            endpoint=args.endpoint, mode=mode, max_workers=args.max_workers, grace_seconds=args.grace_period
+        )
+        try:
+            server = start_server(server_config, services, observer=metrics)
+        except (OSError, ValueError, RuntimeError) as e:
+            raise CliError(f"cannot serve on {args.endpoint}: {e}") from e
+        if args.http_endpoint:
+            try:
+                http = HttpEndpoint(args.http_endpoint, metrics, probe).start()
+            except (OSError, ValueError) as e:
+                server.stop(0)
+                raise CliError(f"cannot serve HTTP on {args.http_endpoint}: {e}") from e
+            cleanups.append(http.stop)
+        print(f"zonal {mode} serving {server.endpoint} as {driver.driver_name}", flush=True)
+        serve_until_signalled(server, args.grace_period)
+        return 0
+    finally:
+        for cleanup in reversed(cleanups):
+            cleanup()

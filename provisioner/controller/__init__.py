@@ -1,0 +1,26 @@
+"""The CSI Controller service's behaviour, over ports only (no grpc, no boto3).
+
+:mod:`.core` holds :class:`ControllerCore` (create/delete/list/get/probe), :mod:`.attach` the
+publish/unpublish half, :mod:`.common` the pieces both share. A package rather than one module so the
+import-linter contracts on ``provisioner.controller`` cover every part of it.
+"""
+
+from provisioner.controller.attach import DEVICE_NAMES, PUBLISH_CONTEXT_DEVICE_PATH
+from provisioner.controller.common import (
+    ControllerCapability,
+    CreatedVolume,
+    Validation,
+    VolumeStatus,
+)
+from provisioner.controller.core import ControllerCore, client_token
+
+__all__ = [
+    "DEVICE_NAMES",
+    "PUBLISH_CONTEXT_DEVICE_PATH",
+    "ControllerCapability",
+    "ControllerCore",
+    "CreatedVolume",
+    "Validation",
+    "VolumeStatus",
+    "client_token",
+]

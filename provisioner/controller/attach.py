@@ -1,0 +1,219 @@
+"""ControllerPublishVolume / ControllerUnpublishVolume: attach and detach EBS volumes to instances.
+
+Device names: EC2 wants the caller to pick a free device name. A fixed list (``/dev/xvdaa`` …
+``/dev/xvdzz``, as aws-ebs-csi-driver) is walked in order under a lock per instance; names in the
+instance's block-device mappings, names reserved by attachments still in flight, and — last of all —
+names that got stuck in ``attaching`` before are skipped. Over ports only: no boto3, no grpc.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import string
+import threading
+from collections.abc import Mapping
+
+from provisioner.config import ControllerConfig
+from provisioner.controller.common import (
+    PUBLISHED_STATES,
+    InFlight,
+    Waiter,
+    check_capability,
+    wants_multi_attach,
+)
+from provisioner.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    OperationInProgress,
+    ResourceExhausted,
+    Unavailable,
+)
+from provisioner.model import Attachment, Instance, Volume, VolumeCapability, VolumeState
+from provisioner.ports.clock import Deadline
+from provisioner.ports.cloud import Cloud
+
+DEVICE_NAMES = tuple(f"/dev/xvd{a}{b}" for a in string.ascii_lowercase for b in string.ascii_lowercase)
+PUBLISH_CONTEXT_DEVICE_PATH = "devicePath"
+
+
+class Attacher:
+    def __init__(
+        self,
+        cloud: Cloud,
+        waiter: Waiter,
+        config: ControllerConfig,
+        inflight: InFlight,
+        logger: logging.Logger,
+    ) -> None:
+        self.cloud = cloud
+        self.waiter = waiter
+        self.config = config
+        self.inflight = inflight
+        self.log = logger
+        self._lock = threading.Lock()
+        self._instance_locks: dict[str, threading.Lock] = {}
+        self._reserved: dict[str, dict[str, str]] = {}  # instance → device → volume, attaches in flight
+        self._bad: dict[str, set[str]] = {}  # instance → device names that got stuck attaching
+
+    def publish(
+        self,
+        volume_id: str,
+        node_id: str,
+        capability: VolumeCapability | None,
+        readonly: bool,
+        context: Mapping[str, str],
+        deadline: Deadline | None,
+    ) -> dict[str, str]:
+        """Attach and return the publish context ``{"devicePath": …}``. ``readonly`` is honoured by the
+        node's mount: EBS has no read-only attachment."""
+        # CSI: required fields are checked before existence → INVALID_ARGUMENT.
+        if not volume_id:
+            raise InvalidArgument("volume_id is required")
+        if not node_id:
+            raise InvalidArgument("node_id is required")
+        if capability is None:
+            raise InvalidArgument("volume_capability is required")
+        check_capability(capability)
+        until = self.waiter.deadline(deadline)
+        with self.inflight.guard(f"attach:{volume_id}:{node_id}", f"publishing {volume_id} to {node_id}"):
+            # CSI: volume or node does not exist → NOT_FOUND (the cloud port raises it).
+            volume = self.cloud.get_volume(volume_id)
+            instance = self.cloud.get_instance(node_id)
+            if wants_multi_attach(capability) and not volume.multi_attach:
+                raise InvalidArgument(
+                    f"volume {volume_id} was not created with multi-attach; MULTI_NODE_MULTI_WRITER needs it"
+                )
+            mine = _attachment(volume, node_id)
+            if mine is not None and mine.state in PUBLISHED_STATES:
+                return {PUBLISH_CONTEXT_DEVICE_PATH: mine.device}  # CSI: already published → same answer
+            if mine is not None and mine.state == "detaching":
+                raise OperationInProgress(
+                    f"volume {volume_id} is still detaching from {node_id}; retry later"
+                )
+            if mine is not None:
+                device = mine.device  # attaching: a previous call started it; wait for it
+            else:
+                self._check_attachable(volume, instance)
+                device = self._attach(volume_id, instance)
+            try:
+                device = self._wait_attached(volume_id, node_id, device, until)
+            finally:
+                self._release(node_id, device)
+            return {PUBLISH_CONTEXT_DEVICE_PATH: device}
+
+    def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:
+        if not volume_id:
+            raise InvalidArgument("volume_id is required")
+        if not node_id:
+            raise InvalidArgument("node_id is required")
+        until = self.waiter.deadline(deadline)
+        with self.inflight.guard(f"attach:{volume_id}:{node_id}", f"unpublishing {volume_id} from {node_id}"):
+            # CSI: an unknown volume or node, or a volume already detached, is unpublished → OK.
+            try:
+                volume = self.cloud.get_volume(volume_id)
+                self.cloud.get_instance(node_id)
+            except NotFound:
+                return
+            mine = _attachment(volume, node_id)
+            if mine is None:
+                return
+            if mine.state != "detaching":
+                try:
+                    self.cloud.detach_volume(volume_id, node_id)
+                except NotFound:
+                    return
+            self.waiter.wait(
+                until,
+                lambda: self._detached(volume_id, node_id),
+                lambda: f"volume {volume_id} is still detaching from {node_id}",
+            )
+            self._release(node_id, mine.device)
+
+    def _check_attachable(self, volume: Volume, instance: Instance) -> None:
+        if volume.zone != instance.zone:
+            raise FailedPrecondition(
+                f"volume {volume.volume_id} is in zone {volume.zone} but node {instance.instance_id} is in "
+                f"zone {instance.zone}; EBS volumes attach only within their zone"
+            )
+        others = [a.instance_id for a in volume.attachments if a.state != "detached"]
+        if others and not volume.multi_attach:
+            # CSI: volume published to another node → FAILED_PRECONDITION.
+            raise FailedPrecondition(
+                f"volume {volume.volume_id} is attached to {', '.join(others)} and is not multi-attach"
+            )
+        if volume.state not in (VolumeState.AVAILABLE, VolumeState.IN_USE):
+            raise FailedPrecondition(f"volume {volume.volume_id} is {volume.state.value}, not available")
+
+    def _instance_lock(self, instance_id: str) -> threading.Lock:
+        with self._lock:
+            return self._instance_locks.setdefault(instance_id, threading.Lock())
+
+    def _attach(self, volume_id: str, instance: Instance) -> str:
+        node_id = instance.instance_id
+        with self._instance_lock(node_id):
+            fresh = self.cloud.get_instance(node_id)  # mappings may have changed since the first read
+            with self._lock:
+                reserved = self._reserved.setdefault(node_id, {})
+                bad = self._bad.get(node_id, set())
+                used = set(fresh.block_devices) | set(reserved)
+                free = [d for d in DEVICE_NAMES if d not in used]
+                ordered = [d for d in free if d not in bad] + [d for d in free if d in bad]
+                if not ordered:
+                    raise ResourceExhausted(f"node {node_id} has no free device name left")
+                device = ordered[0]
+                reserved[device] = volume_id
+            try:
+                # CSI: max volumes attached → RESOURCE_EXHAUSTED (the port raises it for the limit).
+                self.cloud.attach_volume(volume_id, node_id, device)
+            except BaseException:
+                self._release(node_id, device)
+                raise
+        self.log.info("attaching %s to %s as %s", volume_id, node_id, device)
+        return device
+
+    def _release(self, node_id: str, device: str) -> None:
+        with self._lock:
+            self._reserved.get(node_id, {}).pop(device, None)
+
+    def _wait_attached(self, volume_id: str, node_id: str, device: str, until: Deadline) -> str:
+        attach_deadline = Deadline(self.waiter.clock, self.config.attach_timeout)
+        try:
+            return self.waiter.wait(
+                self.waiter.sooner(until, self.config.attach_timeout),
+                lambda: self._attached_device(volume_id, node_id),
+                lambda: f"volume {volume_id} is still attaching to {node_id} as {device}",
+            )
+        except DeadlineExceeded:
+            if not attach_deadline.expired():
+                raise  # the caller's deadline: the attach goes on, a retry waits again
+        # Stuck in "attaching" (a known EBS failure, often a reused device name): undo and let the
+        # CO retry, with this name tried last next time.
+        with self._lock:
+            self._bad.setdefault(node_id, set()).add(device)
+        with contextlib.suppress(NotFound):
+            self.cloud.detach_volume(volume_id, node_id)
+        raise Unavailable(
+            f"volume {volume_id} stayed attaching to {node_id} as {device} for "
+            f"{self.config.attach_timeout:g} s; detached it, retry"
+        )
+
+    def _attached_device(self, volume_id: str, node_id: str) -> str | None:
+        mine = _attachment(self.cloud.get_volume(volume_id), node_id)
+        if mine is None or mine.state in ("detaching", "detached"):
+            raise Unavailable(f"the attachment of {volume_id} to {node_id} went away while attaching; retry")
+        return mine.device if mine.state in PUBLISHED_STATES else None
+
+    def _detached(self, volume_id: str, node_id: str) -> bool | None:
+        try:
+            volume = self.cloud.get_volume(volume_id)
+        except NotFound:
+            return True
+        mine = _attachment(volume, node_id)
+        return True if mine is None or mine.state == "detached" else None
+
+
+def _attachment(volume: Volume, node_id: str) -> Attachment | None:
+    return next((a for a in volume.attachments if a.instance_id == node_id), None)

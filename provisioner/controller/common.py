@@ -1,0 +1,206 @@
+"""Pieces shared by the controller core's modules: result values, the in-flight guard, the waiter,
+capability checks and the ownership rule.
+
+Everything here works over ports and model values only; it must not import an adapter, grpc or boto3.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from provisioner.config import ControllerConfig, DriverConfig
+from provisioner.errors import DeadlineExceeded, InvalidArgument, OperationInProgress
+from provisioner.model import (
+    GIB,
+    TAG_CLUSTER_PREFIX,
+    TAG_DRIVER,
+    TAG_VOLUME_NAME,
+    TAG_ZONAL_DRIVER,
+    ZONE_KEY,
+    AccessMode,
+    AccessType,
+    ContentSource,
+    Segment,
+    Volume,
+    VolumeCapability,
+    VolumeState,
+)
+from provisioner.ports.clock import Clock, Deadline
+from provisioner.topology.zones import ZoneChoice
+
+R = TypeVar("R")
+
+# Written on a clone: the volume it was copied from (a snapshot-then-restore clone's own SnapshotId
+# names the intermediate snapshot, so idempotency compares this tag instead).
+TAG_SOURCE_VOLUME = "zonal.dev/source-volume"
+
+# Attachment states that mean "published to that node" (EC2's "busy" is attached and in use).
+PUBLISHED_STATES = frozenset({"attached", "busy"})
+
+
+class ControllerCapability(enum.Enum):
+    """CSI ``ControllerServiceCapability.RPC.Type`` names of what this core really implements."""
+
+    CREATE_DELETE_VOLUME = "CREATE_DELETE_VOLUME"
+    PUBLISH_UNPUBLISH_VOLUME = "PUBLISH_UNPUBLISH_VOLUME"
+    LIST_VOLUMES = "LIST_VOLUMES"
+    LIST_VOLUMES_PUBLISHED_NODES = "LIST_VOLUMES_PUBLISHED_NODES"
+    GET_VOLUME = "GET_VOLUME"
+    VOLUME_CONDITION = "VOLUME_CONDITION"
+    CLONE_VOLUME = "CLONE_VOLUME"
+    CREATE_DELETE_SNAPSHOT = "CREATE_DELETE_SNAPSHOT"
+    LIST_SNAPSHOTS = "LIST_SNAPSHOTS"
+    GET_SNAPSHOT = "GET_SNAPSHOT"
+    EXPAND_VOLUME = "EXPAND_VOLUME"
+    MODIFY_VOLUME = "MODIFY_VOLUME"
+
+
+@dataclass(frozen=True)
+class CreatedVolume:
+    """CreateVolume's answer, in model terms."""
+
+    volume_id: str
+    capacity_bytes: int
+    volume_context: Mapping[str, str] = field(default_factory=dict)
+    accessible_topology: tuple[Segment, ...] = ()
+    content_source: ContentSource | None = None
+    # How the zone was chosen; None when an existing volume was returned.
+    zone_choice: ZoneChoice | None = None
+
+
+@dataclass(frozen=True)
+class VolumeStatus:
+    """One ListVolumes entry / the ControllerGetVolume answer."""
+
+    volume_id: str
+    capacity_bytes: int
+    accessible_topology: tuple[Segment, ...]
+    published_node_ids: tuple[str, ...]
+    abnormal: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Validation:
+    """ValidateVolumeCapabilities' answer: confirmed, or a message saying why not."""
+
+    confirmed: bool
+    message: str = ""
+
+
+def volume_status(volume: Volume) -> VolumeStatus:
+    nodes = tuple(a.instance_id for a in volume.attachments if a.state in PUBLISHED_STATES)
+    abnormal = volume.state in (VolumeState.ERROR, VolumeState.DELETING, VolumeState.DELETED)
+    message = f"volume is {volume.state.value}" if abnormal else "volume is healthy"
+    return VolumeStatus(
+        volume_id=volume.volume_id,
+        capacity_bytes=volume.size_gib * GIB,
+        accessible_topology=({ZONE_KEY: volume.zone},),
+        published_node_ids=nodes,
+        abnormal=abnormal,
+        message=message,
+    )
+
+
+def check_capability(capability: VolumeCapability) -> None:
+    """SINGLE_NODE_WRITER for mount and block; MULTI_NODE_MULTI_WRITER for block only (EBS
+    multi-attach), as aws-ebs-csi-driver. Raises InvalidArgument otherwise."""
+    mode = capability.access_mode
+    if mode is AccessMode.SINGLE_NODE_WRITER:
+        return
+    if mode is AccessMode.MULTI_NODE_MULTI_WRITER:
+        if capability.access_type is AccessType.BLOCK:
+            return
+        raise InvalidArgument("access mode MULTI_NODE_MULTI_WRITER is supported for block volumes only")
+    raise InvalidArgument(f"access mode {mode.name} is not supported")
+
+
+def wants_multi_attach(capability: VolumeCapability) -> bool:
+    return capability.access_mode is AccessMode.MULTI_NODE_MULTI_WRITER
+
+
+def ownership_tags(driver: DriverConfig) -> dict[str, str]:
+    """Tags marking a volume as created by this driver (and cluster, when one is configured)."""
+    tags = {TAG_ZONAL_DRIVER: driver.driver_name, TAG_DRIVER: "true"}
+    if driver.cluster_id:
+        tags[TAG_CLUSTER_PREFIX + driver.cluster_id] = "owned"
+    return tags
+
+
+def owner_filter(driver: DriverConfig) -> dict[str, str]:
+    """The tag filter selecting this driver's (and cluster's) volumes."""
+    tags = {TAG_ZONAL_DRIVER: driver.driver_name}
+    if driver.cluster_id:
+        tags[TAG_CLUSTER_PREFIX + driver.cluster_id] = "owned"
+    return tags
+
+
+def is_owned(volume: Volume, driver: DriverConfig) -> bool:
+    return all(volume.tags.get(k) == v for k, v in owner_filter(driver).items())
+
+
+def volume_label(volume: Volume) -> str:
+    name = volume.tags.get(TAG_VOLUME_NAME)
+    return f"{volume.volume_id} ({name})" if name else volume.volume_id
+
+
+class InFlight:
+    """Names of operations running now; a second call for the same key is refused, not queued.
+
+    CSI: "Operation pending for volume" → ABORTED; the sidecar retries later and the first call's
+    result is then found by name (aws-ebs-csi-driver's in-flight guard)."""
+
+    def __init__(self) -> None:
+        self._keys: set[str] = set()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def guard(self, key: str, what: str) -> Iterator[None]:
+        with self._lock:
+            if key in self._keys:
+                raise OperationInProgress(f"{what} is already in progress; retry later")
+            self._keys.add(key)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._keys.discard(key)
+
+
+class Waiter:
+    """Polls until a check returns a value: an initial delay, then exponential backoff capped at
+    ``wait_max_delay``, never sleeping past the deadline."""
+
+    def __init__(self, clock: Clock, config: ControllerConfig) -> None:
+        self.clock = clock
+        self.config = config
+
+    def deadline(self, deadline: Deadline | None) -> Deadline:
+        """The caller's deadline, or the configured default wait when the call carries none."""
+        if deadline is None or deadline.at is None:
+            return Deadline(self.clock, self.config.default_wait_timeout)
+        return deadline
+
+    def sooner(self, deadline: Deadline, seconds: float) -> Deadline:
+        """A deadline ``seconds`` from now, or ``deadline`` if that comes first."""
+        remaining = deadline.remaining()
+        return Deadline(self.clock, seconds if remaining is None else min(seconds, remaining))
+
+    def wait(self, until: Deadline, check: Callable[[], R | None], what: Callable[[], str]) -> R:
+        """Call ``check`` after each pause until it returns non-None. Raises DeadlineExceeded with
+        ``what()`` (a description of the state still awaited) when ``until`` passes."""
+        delay = self.config.wait_initial_delay
+        while True:
+            pause = until.bounded(delay)
+            if pause <= 0:
+                raise DeadlineExceeded(what())
+            self.clock.sleep(pause)
+            result = check()
+            if result is not None:
+                return result
+            delay = min(delay * self.config.wait_factor, self.config.wait_max_delay)

@@ -1,0 +1,414 @@
+"""ControllerCore: the CSI Controller service's behaviour over the Cloud port.
+
+Takes model values (never protobuf) and a :class:`~provisioner.ports.clock.Deadline`, raises domain
+errors (never gRPC codes), waits with the injected clock. It must not import an adapter, grpc or
+boto3; the servicer in ``provisioner.csi`` converts and delegates.
+
+CreateVolume in short: validate → in-flight guard on the name → look the name up (idempotency) →
+choose a zone → CreateVolume with ClientToken = sha256(name) → wait for ``available`` → answer with the
+zone EC2 reports. Documented choices:
+
+* A volume that ends in EC2's ``error`` state is deleted and the call fails with INTERNAL (the cause
+  is not known to be zone capacity, so the sidecar should retry on the same node rather than
+  reschedule); the client token is then rotated so the retry creates a fresh volume.
+* A wait that outlives the deadline raises DeadlineExceeded (ABORTED): the sidecar retries with the
+  same name and finds the volume.
+* ListVolumes pages itself: it lists this driver's volumes sorted by id and its token is the id of the
+  next entry, so any ``max_entries`` works (EC2's own MaxResults must be ≥ 5) and a token survives the
+  deletion of the volume it names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Mapping, Sequence
+
+from provisioner import params as P
+from provisioner.config import ControllerConfig, DriverConfig
+from provisioner.controller.attach import Attacher
+from provisioner.controller.common import (
+    ControllerCapability,
+    CreatedVolume,
+    InFlight,
+    Validation,
+    VolumeStatus,
+    Waiter,
+    check_capability,
+    is_owned,
+    owner_filter,
+    ownership_tags,
+    volume_label,
+    volume_status,
+    wants_multi_attach,
+)
+from provisioner.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    InvalidStartingToken,
+    NotFound,
+    OperationInProgress,
+    Unimplemented,
+    ZonalError,
+)
+from provisioner.model import (
+    GIB,
+    TAG_VOLUME_NAME,
+    ZONE_KEY,
+    CapacityRange,
+    ContentSource,
+    Page,
+    TopologyRequirement,
+    Volume,
+    VolumeCapability,
+    VolumeSpec,
+    VolumeState,
+    Zone,
+)
+from provisioner.ports.clock import Clock, Deadline
+from provisioner.ports.cloud import Cloud
+from provisioner.topology.zones import ZoneChoice, choose_zone, requested_zones, zone_in_requirement
+
+_VOLUME_ID = re.compile(r"^vol-[0-9a-f]+$")
+_LIST_PAGE = 1000
+
+
+def client_token(name: str, generation: int = 0) -> str:
+    """EC2 ClientToken for the ``generation``-th attempt at creating ``name`` (hex sha256, 64 chars)."""
+    base = name if generation == 0 else f"{name}-{generation + 1}"
+    return hashlib.sha256(base.encode("utf-8")).hexdigest()
+
+
+class ControllerCore:
+    def __init__(
+        self,
+        cloud: Cloud,
+        clock: Clock,
+        driver: DriverConfig,
+        config: ControllerConfig,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.cloud = cloud
+        self.clock = clock
+        self.driver = driver
+        self.config = config
+        self.log = logger or logging.getLogger(__name__)
+        self.waiter = Waiter(clock, config)
+        self.inflight = InFlight()
+        self.attacher = Attacher(cloud, self.waiter, config, self.inflight, self.log)
+        self._lock = threading.Lock()
+        self._token_generation: dict[str, int] = {}
+        self._probe_ok_at: float | None = None
+
+    # CreateVolume / DeleteVolume.
+
+    def create_volume(
+        self,
+        name: str,
+        capacity: CapacityRange,
+        capabilities: Sequence[VolumeCapability],
+        parameters: Mapping[str, str],
+        mutable_parameters: Mapping[str, str],
+        requirement: TopologyRequirement,
+        source: ContentSource | None,
+        deadline: Deadline | None,
+    ) -> CreatedVolume:
+        # CSI: missing name or capabilities → INVALID_ARGUMENT.
+        if not name:
+            raise InvalidArgument("name is required")
+        if not capabilities:
+            raise InvalidArgument("volume_capabilities is required")
+        for capability in capabilities:
+            check_capability(capability)
+        snapshot_id = self._source_snapshot(source)
+        parsed = P.parse_parameters(P.merge_mutable(parameters, mutable_parameters))
+        P.validate_format_options(parsed.volume_context, capabilities)
+        multi_attach = any(wants_multi_attach(c) for c in capabilities)
+        if multi_attach and parsed.volume_type != "io2":
+            raise InvalidArgument(
+                "parameter 'type': MULTI_NODE_MULTI_WRITER needs io2 (multi-attach), "
+                f"not {parsed.volume_type}"
+            )
+        size_gib = P.capacity_gib(capacity, parsed.volume_type)
+        tags = {**self.driver.extra_tags, **parsed.tags, **ownership_tags(self.driver), TAG_VOLUME_NAME: name}
+        spec = VolumeSpec(
+            name=name,
+            size_gib=size_gib,
+            volume_type=parsed.volume_type,
+            iops=P.total_iops(parsed, size_gib),
+            throughput=parsed.throughput,
+            encrypted=parsed.encrypted,
+            kms_key_id=parsed.kms_key_id,
+            multi_attach=multi_attach,
+            snapshot_id=snapshot_id,
+            tags=tags,
+        )
+        until = self.waiter.deadline(deadline)
+        with self.inflight.guard(f"create:{name}", f"creating volume {name}"):
+            existing = self.cloud.find_volume_by_name(name)
+            if existing is not None:
+                self._check_existing(existing, spec, capacity, requirement)
+                volume = self._wait_available(existing, until)
+                return self._created(volume, parsed.volume_context, None)
+            zones = self.cloud.availability_zones()
+            choice = choose_zone(requirement, zones, name, self.config.default_zone)
+            for skip in choice.skipped:
+                self.log.warning(
+                    "volume %s: skipped %s[%d] zone %s: %s",
+                    name,
+                    skip.source,
+                    skip.index,
+                    skip.requested,
+                    skip.reason,
+                )
+            self.log.info("volume %s: %s", name, choice.describe())
+            volume = self._create(spec, choice.zone)
+            volume = self._wait_available(volume, until)
+            return self._created(volume, parsed.volume_context, choice)
+
+    def _source_snapshot(self, source: ContentSource | None) -> str:
+        """The snapshot to restore from. Hook for the snapshots issue; until then any source is refused."""
+        if source is not None and (source.snapshot_id or source.volume_id):
+            # CSI: an unsupported call (here: a content source) → UNIMPLEMENTED; not advertised.
+            raise Unimplemented("creating a volume from a snapshot or another volume is not supported yet")
+        return ""
+
+    def _create(self, spec: VolumeSpec, zone: str) -> Volume:
+        """CreateVolume with the name's current client token.
+
+        No volume carries the name (it was looked up first), so a token EC2 still remembers belongs to
+        an earlier volume of this name that is gone: EC2 then answers with that deleted volume, or with
+        IdempotentParameterMismatch when the parameters differ. Either way the token is rotated and the
+        call made once more (aws-ebs-csi-driver rotates too, but only on the next retry)."""
+        for attempt in (1, 2):
+            with self._lock:
+                generation = self._token_generation.get(spec.name, 0)
+            try:
+                volume = self.cloud.create_volume(spec, zone, client_token(spec.name, generation))
+            except AlreadyExists as e:
+                self._rotate_token(spec.name)
+                if attempt == 1:
+                    continue
+                raise AlreadyExists(
+                    f"volume {spec.name} was requested before with other parameters and EC2 still holds "
+                    f"that request ({e.message})"
+                ) from e
+            if volume.state in (VolumeState.DELETING, VolumeState.DELETED):
+                self._rotate_token(spec.name)
+                continue
+            self.log.info("created volume %s for %s in %s", volume.volume_id, spec.name, zone)
+            return volume
+        raise OperationInProgress(f"EC2 keeps answering with deleted volumes for {spec.name}; retry later")
+
+    def _rotate_token(self, name: str) -> None:
+        with self._lock:
+            self._token_generation[name] = self._token_generation.get(name, 0) + 1
+
+    def _check_existing(
+        self, existing: Volume, spec: VolumeSpec, capacity: CapacityRange, requirement: TopologyRequirement
+    ) -> None:
+        """CSI: a volume with this name that is incompatible with the request → ALREADY_EXISTS."""
+        label = volume_label(existing)
+        if not is_owned(existing, self.driver):
+            raise AlreadyExists(
+                f"volume {label} carries this name but was not created by {self.driver.driver_name}"
+            )
+        problems = []
+        if existing.size_gib < spec.size_gib or (
+            capacity.limit_bytes and existing.size_gib * GIB > capacity.limit_bytes
+        ):
+            problems.append(f"size {existing.size_gib} GiB (requested {spec.size_gib} GiB)")
+        if existing.volume_type != spec.volume_type:
+            problems.append(f"type {existing.volume_type} (requested {spec.volume_type})")
+        if spec.iops is not None and existing.iops != spec.iops:
+            problems.append(f"iops {existing.iops} (requested {spec.iops})")
+        if spec.throughput is not None and existing.throughput != spec.throughput:
+            problems.append(f"throughput {existing.throughput} (requested {spec.throughput})")
+        if existing.encrypted != spec.encrypted:
+            problems.append(f"encrypted={existing.encrypted} (requested {spec.encrypted})")
+        # EC2 reports the key's ARN; a key id or ARN given in the StorageClass ends it.
+        if spec.kms_key_id and not existing.kms_key_id.endswith(spec.kms_key_id):
+            problems.append(f"KMS key {existing.kms_key_id or 'default'} (requested {spec.kms_key_id})")
+        if existing.multi_attach != spec.multi_attach:
+            problems.append(f"multi-attach={existing.multi_attach} (requested {spec.multi_attach})")
+        if existing.snapshot_id != spec.snapshot_id:
+            problems.append(f"source snapshot {existing.snapshot_id or 'none'}")
+        if problems:
+            raise AlreadyExists(f"volume {label} already exists with incompatible " + ", ".join(problems))
+        if not requirement.empty:
+            zone = next((z for z in self.cloud.availability_zones() if z.name == existing.zone), None)
+            if not zone_in_requirement(zone or Zone(existing.zone, ""), requirement):
+                # CSI: the existing volume would not be accessible where the request requires.
+                raise AlreadyExists(
+                    f"volume {label} already exists in zone {existing.zone}, outside the requested "
+                    f"topology [{', '.join(requested_zones(requirement))}]"
+                )
+
+    def _wait_available(self, volume: Volume, until: Deadline) -> Volume:
+        if volume.state is VolumeState.CREATING:
+            volume_id = volume.volume_id
+            volume = self.waiter.wait(
+                until,
+                lambda: self._settled(volume_id),
+                lambda: f"volume {volume_id} is still creating; the call will find it when retried",
+            )
+        if volume.state in (VolumeState.AVAILABLE, VolumeState.IN_USE):
+            return volume
+        if volume.state is VolumeState.ERROR:
+            self._rotate_token(volume.name)
+            with contextlib.suppress(NotFound):
+                self.cloud.delete_volume(volume.volume_id)
+            self.log.error("volume %s entered the error state and was deleted", volume_label(volume))
+            raise Internal(
+                f"EC2 failed to create volume {volume_label(volume)} (state error); it was deleted"
+            )
+        raise OperationInProgress(f"volume {volume_label(volume)} is {volume.state.value}; retry later")
+
+    def _settled(self, volume_id: str) -> Volume | None:
+        volume = self.cloud.get_volume(volume_id)
+        return None if volume.state is VolumeState.CREATING else volume
+
+    def _created(
+        self, volume: Volume, context: Mapping[str, str], choice: ZoneChoice | None
+    ) -> CreatedVolume:
+        return CreatedVolume(
+            volume_id=volume.volume_id,
+            capacity_bytes=volume.size_gib * GIB,
+            volume_context=dict(context),
+            # Read back from EC2, never echoed from the request (aws-ebs-csi-driver #2830).
+            accessible_topology=({ZONE_KEY: volume.zone},),
+            content_source=None,
+            zone_choice=choice,
+        )
+
+    def delete_volume(self, volume_id: str, deadline: Deadline | None = None) -> None:
+        if not volume_id:
+            raise InvalidArgument("volume_id is required")
+        # CSI: a volume id the plugin cannot parse does not exist → OK.
+        if not _VOLUME_ID.match(volume_id):
+            return
+        with self.inflight.guard(f"volume:{volume_id}", f"deleting volume {volume_id}"):
+            try:
+                volume = self.cloud.get_volume(volume_id)
+            except NotFound:
+                return  # CSI: deleting a volume that does not exist → OK
+            if not is_owned(volume, self.driver) and not self.config.allow_foreign_volume_delete:
+                raise FailedPrecondition(
+                    f"volume {volume_id} was not created by {self.driver.driver_name} (no ownership tag); "
+                    "refusing to delete it (see --allow-foreign-volume-delete)"
+                )
+            attached = [a.instance_id for a in volume.attachments if a.state != "detached"]
+            if attached:
+                # CSI: volume in use → FAILED_PRECONDITION.
+                raise FailedPrecondition(f"volume {volume_id} is attached to {', '.join(attached)}")
+            if volume.state in (VolumeState.DELETING, VolumeState.DELETED):
+                return
+            try:
+                self.cloud.delete_volume(volume_id)
+            except NotFound:
+                return
+            self.log.info("deleted volume %s", volume_label(volume))
+
+    # Publish / unpublish (see attach.py).
+
+    def publish(
+        self,
+        volume_id: str,
+        node_id: str,
+        capability: VolumeCapability | None,
+        readonly: bool,
+        context: Mapping[str, str],
+        deadline: Deadline | None,
+    ) -> dict[str, str]:
+        return self.attacher.publish(volume_id, node_id, capability, readonly, context, deadline)
+
+    def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:
+        self.attacher.unpublish(volume_id, node_id, deadline)
+
+    # Queries.
+
+    def validate_capabilities(
+        self,
+        volume_id: str,
+        capabilities: Sequence[VolumeCapability],
+        volume_context: Mapping[str, str] | None = None,
+        parameters: Mapping[str, str] | None = None,
+    ) -> Validation:
+        if not volume_id:
+            raise InvalidArgument("volume_id is required")
+        if not capabilities:
+            raise InvalidArgument("volume_capabilities is required")
+        volume = self.cloud.get_volume(volume_id)  # CSI: volume does not exist → NOT_FOUND
+        for capability in capabilities:
+            try:
+                check_capability(capability)
+            except InvalidArgument as e:
+                return Validation(False, e.message)
+            if wants_multi_attach(capability) and not volume.multi_attach:
+                return Validation(False, f"volume {volume_id} is not multi-attach")
+        if parameters:
+            try:
+                parsed = P.parse_parameters(parameters)
+            except InvalidArgument as e:
+                return Validation(False, e.message)
+            if parsed.volume_type != volume.volume_type:
+                return Validation(
+                    False, f"volume {volume_id} is {volume.volume_type}, not {parsed.volume_type}"
+                )
+        return Validation(True)
+
+    def get_volume(self, volume_id: str) -> VolumeStatus:
+        if not volume_id:
+            raise InvalidArgument("volume_id is required")
+        return volume_status(self.cloud.get_volume(volume_id))  # CSI: does not exist → NOT_FOUND
+
+    def list_volumes(self, max_entries: int = 0, starting_token: str = "") -> Page[VolumeStatus]:
+        if max_entries < 0:
+            raise InvalidArgument("max_entries must not be negative")
+        # CSI: a starting_token the plugin did not issue → ABORTED.
+        if starting_token and not _VOLUME_ID.match(starting_token):
+            raise InvalidStartingToken(f"starting_token {starting_token!r} was not issued by this plugin")
+        volumes: list[Volume] = []
+        token = ""
+        while True:
+            page = self.cloud.list_volumes(owner_filter(self.driver), _LIST_PAGE, token)
+            volumes.extend(page.items)
+            token = page.next_token
+            if not token:
+                break
+        ordered = sorted(
+            (v for v in volumes if v.state not in (VolumeState.DELETING, VolumeState.DELETED)),
+            key=lambda v: v.volume_id,
+        )
+        if starting_token:
+            ordered = [v for v in ordered if v.volume_id >= starting_token]
+        if max_entries and len(ordered) > max_entries:
+            return Page(
+                tuple(volume_status(v) for v in ordered[:max_entries]), ordered[max_entries].volume_id
+            )
+        return Page(tuple(volume_status(v) for v in ordered))
+
+    def probe(self) -> None:
+        """Raises FailedPrecondition when the cloud cannot be used; success is cached for a while."""
+        now = self.clock.monotonic()
+        with self._lock:
+            if self._probe_ok_at is not None and now - self._probe_ok_at < self.config.probe_cache_seconds:
+                return
+        try:
+            self.cloud.check_access()
+        except FailedPrecondition:
+            raise
+        except ZonalError as e:
+            # CSI: plugin not healthy / missing dependency → FAILED_PRECONDITION.
+            raise FailedPrecondition(f"EC2 is not usable: {e.message}") from e
+        with self._lock:
+            self._probe_ok_at = now
+
+    def capabilities(self) -> frozenset[ControllerCapability]:
+        """What ControllerGetCapabilities advertises: only what this core implements."""
+        return frozenset(ControllerCapability)

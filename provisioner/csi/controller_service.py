@@ -1,0 +1,216 @@
+"""The CSI Controller servicer: proto in, :class:`provisioner.controller.ControllerCore` call, proto out.
+
+Each method checks required fields, converts the request, calls the core and converts the answer.
+No try/except and no ``context.abort``: the core raises domain errors and the server's interceptor maps
+them to status codes in one table. RPCs the core does not implement raise ``Unimplemented`` explicitly
+(the generated base class would raise NotImplementedError, which the interceptor reports as INTERNAL).
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from provisioner.controller import ControllerCore, VolumeStatus
+from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
+from provisioner.csi.convert import (
+    capabilities_from_pb,
+    capability_from_pb,
+    capacity_from_pb,
+    content_source_from_pb,
+    content_source_to_pb,
+    require,
+    requirement_from_pb,
+    segments_to_pb,
+)
+from provisioner.errors import Unimplemented
+from provisioner.ports.clock import Deadline
+
+_RPC = csi_pb2.ControllerServiceCapability.RPC
+# Answer a little before the caller gives up, so it gets our ABORTED rather than its own timeout.
+_DEADLINE_HEADROOM = 0.25
+
+
+def _volume_pb(status: VolumeStatus) -> csi_pb2.Volume:
+    return csi_pb2.Volume(
+        volume_id=status.volume_id,
+        capacity_bytes=status.capacity_bytes,
+        accessible_topology=segments_to_pb(status.accessible_topology),
+    )
+
+
+def _condition_pb(status: VolumeStatus) -> csi_pb2.VolumeCondition:
+    return csi_pb2.VolumeCondition(abnormal=status.abnormal, message=status.message)
+
+
+class ControllerService(csi_pb2_grpc.ControllerServicer):
+    def __init__(self, core: ControllerCore) -> None:
+        self.core = core
+        self._capabilities = csi_pb2.ControllerGetCapabilitiesResponse(
+            capabilities=[
+                csi_pb2.ControllerServiceCapability(
+                    rpc=_RPC(type=_RPC.Type.Value(cap.value))  # type: ignore[arg-type]
+                )
+                for cap in sorted(core.capabilities(), key=lambda c: _RPC.Type.Value(c.value))
+            ]
+        )
+
+    def _deadline(self, context: grpc.ServicerContext) -> Deadline:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return Deadline(self.core.clock, None)
+        return Deadline(self.core.clock, max(0.0, remaining - _DEADLINE_HEADROOM))
+
+    def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateVolumeResponse:
+        require(request.name, "name")
+        require(len(request.volume_capabilities), "volume_capabilities")
+        created = self.core.create_volume(
+            request.name,
+            capacity_from_pb(request.capacity_range if request.HasField("capacity_range") else None),
+            capabilities_from_pb(request.volume_capabilities),
+            dict(request.parameters),
+            dict(request.mutable_parameters),
+            requirement_from_pb(
+                request.accessibility_requirements if request.HasField("accessibility_requirements") else None
+            ),
+            content_source_from_pb(
+                request.volume_content_source if request.HasField("volume_content_source") else None
+            ),
+            self._deadline(context),
+        )
+        return csi_pb2.CreateVolumeResponse(
+            volume=csi_pb2.Volume(
+                volume_id=created.volume_id,
+                capacity_bytes=created.capacity_bytes,
+                volume_context=dict(created.volume_context),
+                content_source=content_source_to_pb(created.content_source),
+                accessible_topology=segments_to_pb(created.accessible_topology),
+            )
+        )
+
+    def DeleteVolume(
+        self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteVolumeResponse:
+        require(request.volume_id, "volume_id")
+        self.core.delete_volume(request.volume_id, self._deadline(context))
+        return csi_pb2.DeleteVolumeResponse()
+
+    def ControllerPublishVolume(
+        self, request: csi_pb2.ControllerPublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerPublishVolumeResponse:
+        require(request.volume_id, "volume_id")
+        require(request.node_id, "node_id")
+        require(request.HasField("volume_capability"), "volume_capability")
+        publish_context = self.core.publish(
+            request.volume_id,
+            request.node_id,
+            capability_from_pb(request.volume_capability),
+            request.readonly,
+            dict(request.volume_context),
+            self._deadline(context),
+        )
+        return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context)
+
+    def ControllerUnpublishVolume(
+        self, request: csi_pb2.ControllerUnpublishVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerUnpublishVolumeResponse:
+        require(request.volume_id, "volume_id")
+        require(request.node_id, "node_id")
+        self.core.unpublish(request.volume_id, request.node_id, self._deadline(context))
+        return csi_pb2.ControllerUnpublishVolumeResponse()
+
+    def ValidateVolumeCapabilities(
+        self, request: csi_pb2.ValidateVolumeCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
+        require(request.volume_id, "volume_id")
+        require(len(request.volume_capabilities), "volume_capabilities")
+        result = self.core.validate_capabilities(
+            request.volume_id,
+            capabilities_from_pb(request.volume_capabilities),
+            dict(request.volume_context),
+            dict(request.parameters),
+        )
+        if not result.confirmed:
+            return csi_pb2.ValidateVolumeCapabilitiesResponse(message=result.message)
+        return csi_pb2.ValidateVolumeCapabilitiesResponse(
+            confirmed=csi_pb2.ValidateVolumeCapabilitiesResponse.Confirmed(
+                volume_context=dict(request.volume_context),
+                volume_capabilities=list(request.volume_capabilities),
+                parameters=dict(request.parameters),
+                mutable_parameters=dict(request.mutable_parameters),
+            )
+        )
+
+    def ListVolumes(
+        self, request: csi_pb2.ListVolumesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ListVolumesResponse:
+        page = self.core.list_volumes(request.max_entries, request.starting_token)
+        return csi_pb2.ListVolumesResponse(
+            entries=[
+                csi_pb2.ListVolumesResponse.Entry(
+                    volume=_volume_pb(status),
+                    status=csi_pb2.ListVolumesResponse.VolumeStatus(
+                        published_node_ids=list(status.published_node_ids),
+                        volume_condition=_condition_pb(status),
+                    ),
+                )
+                for status in page.items
+            ],
+            next_token=page.next_token,
+        )
+
+    def ControllerGetVolume(
+        self, request: csi_pb2.ControllerGetVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerGetVolumeResponse:
+        require(request.volume_id, "volume_id")
+        status = self.core.get_volume(request.volume_id)
+        return csi_pb2.ControllerGetVolumeResponse(
+            volume=_volume_pb(status),
+            status=csi_pb2.ControllerGetVolumeResponse.VolumeStatus(
+                published_node_ids=list(status.published_node_ids),
+                volume_condition=_condition_pb(status),
+            ),
+        )
+
+    def ControllerGetCapabilities(
+        self, request: csi_pb2.ControllerGetCapabilitiesRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerGetCapabilitiesResponse:
+        return self._capabilities
+
+    # Not advertised, answered UNIMPLEMENTED (CSI: "Call not implemented").
+
+    def GetCapacity(
+        self, request: csi_pb2.GetCapacityRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetCapacityResponse:
+        raise Unimplemented("GetCapacity is not supported: EBS has no capacity pool")
+
+    def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateSnapshotResponse:
+        raise Unimplemented("CreateSnapshot is not supported yet")
+
+    def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteSnapshotResponse:
+        raise Unimplemented("DeleteSnapshot is not supported yet")
+
+    def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ListSnapshotsResponse:
+        raise Unimplemented("ListSnapshots is not supported yet")
+
+    def GetSnapshot(
+        self, request: csi_pb2.GetSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetSnapshotResponse:
+        raise Unimplemented("GetSnapshot is not supported yet")
+
+    def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
+        raise Unimplemented("ControllerExpandVolume is not supported yet")
+
+    def ControllerModifyVolume(
+        self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerModifyVolumeResponse:
+        raise Unimplemented("ControllerModifyVolume is not supported yet")

@@ -1,0 +1,208 @@
+"""ControllerPublishVolume / ControllerUnpublishVolume: argument order, zones, device names, waits."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner import errors
+from provisioner.config import ControllerConfig
+from provisioner.controller import DEVICE_NAMES, ControllerCore
+from provisioner.model import TopologyRequirement, VolumeState
+from provisioner.ports.clock import Deadline
+from tests.controller.conftest import DRIVER
+from tests.controller.helpers import BLOCK_RWX, MOUNT_ROX, MOUNT_RWO, create, zones
+from tests.fakes.clock import FakeClock
+from tests.fakes.cloud import FakeCloud
+
+NODE = "i-0123456789abcdef0"
+OTHER = "i-0fedcba9876543210"
+IN_A = TopologyRequirement(requisite=zones("us-east-1a"))
+
+
+def volume_in_a(core: ControllerCore, name: str = "pvc-1") -> str:
+    return create(core, name=name, requirement=IN_A).volume_id
+
+
+def publish(core: ControllerCore, volume_id: str, node: str = NODE, deadline: Deadline | None = None) -> str:
+    return core.publish(volume_id, node, MOUNT_RWO, False, {}, deadline)["devicePath"]
+
+
+def test_device_names_list() -> None:
+    assert DEVICE_NAMES[0] == "/dev/xvdaa" and DEVICE_NAMES[-1] == "/dev/xvdzz" and len(DEVICE_NAMES) == 676
+
+
+def test_publish_attaches_and_waits(core: ControllerCore, cloud: FakeCloud, clock: FakeClock) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    clock.sleeps.clear()
+    assert publish(core, volume_id) == "/dev/xvdaa"
+    volume = cloud.volumes[volume_id].volume
+    assert volume.state is VolumeState.IN_USE and volume.attachments[0].state == "attached"
+    assert clock.sleeps == [1.0]
+
+
+def test_publish_is_idempotent(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    assert publish(core, volume_id) == publish(core, volume_id) == "/dev/xvdaa"
+    assert cloud.calls["attach_volume"] == 1
+
+
+def test_device_names_skip_mapped_and_reserved_names(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a", block_devices={"/dev/xvda": "vol-root", "/dev/xvdaa": "vol-other"})
+    first, second = volume_in_a(core, "pvc-1"), volume_in_a(core, "pvc-2")
+    assert publish(core, first) == "/dev/xvdab"
+    assert publish(core, second) == "/dev/xvdac"
+
+
+def test_a_freed_device_name_is_reused_after_detach(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    first, second = volume_in_a(core, "pvc-1"), volume_in_a(core, "pvc-2")
+    assert publish(core, first) == "/dev/xvdaa"
+    core.unpublish(first, NODE, None)
+    assert publish(core, second) == "/dev/xvdaa"
+
+
+def test_required_arguments_come_before_existence(core: ControllerCore, cloud: FakeCloud) -> None:
+    with pytest.raises(errors.InvalidArgument, match="volume_id"):
+        core.publish("", NODE, MOUNT_RWO, False, {}, None)
+    with pytest.raises(errors.InvalidArgument, match="node_id"):
+        core.publish("vol-0000000000000dead", "", MOUNT_RWO, False, {}, None)
+    with pytest.raises(errors.InvalidArgument, match="volume_capability"):
+        core.publish("vol-0000000000000dead", NODE, None, False, {}, None)
+    with pytest.raises(errors.InvalidArgument, match="MULTI_NODE_READER_ONLY"):
+        core.publish("vol-0000000000000dead", NODE, MOUNT_ROX, False, {}, None)
+    assert sum(cloud.calls.values()) == 0
+
+
+@pytest.mark.parametrize("volume_id", ["vol-0000000000000dead", "bogus"])
+def test_unknown_volume_is_not_found(core: ControllerCore, cloud: FakeCloud, volume_id: str) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    with pytest.raises(errors.NotFound):
+        publish(core, volume_id)
+
+
+@pytest.mark.parametrize("node", ["i-0000000000000dead", "node-1"])
+def test_unknown_instance_is_not_found(core: ControllerCore, node: str) -> None:
+    with pytest.raises(errors.NotFound):
+        publish(core, volume_in_a(core), node)
+
+
+def test_zone_mismatch_names_both_zones(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1b")
+    with pytest.raises(errors.FailedPrecondition, match=r"us-east-1a.*us-east-1b"):
+        publish(core, volume_in_a(core))
+    assert cloud.calls["attach_volume"] == 0
+
+
+def test_attached_elsewhere_is_failed_precondition(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    cloud.add_instance(OTHER, "us-east-1a")
+    volume_id = volume_in_a(core)
+    publish(core, volume_id, OTHER)
+    with pytest.raises(errors.FailedPrecondition, match=OTHER):
+        publish(core, volume_id, NODE)
+
+
+def test_multi_attach_io2_publishes_to_two_nodes(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    cloud.add_instance(OTHER, "us-east-1a")
+    volume_id = create(
+        core, parameters={"type": "io2", "iops": "1000"}, capabilities=[BLOCK_RWX], requirement=IN_A
+    )
+    for node in (NODE, OTHER):
+        assert core.publish(volume_id.volume_id, node, BLOCK_RWX, False, {}, None) == {
+            "devicePath": "/dev/xvdaa"
+        }
+    status = core.get_volume(volume_id.volume_id)
+    assert sorted(status.published_node_ids) == sorted([NODE, OTHER])
+
+
+def test_multi_writer_on_a_single_attach_volume_is_invalid(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    with pytest.raises(errors.InvalidArgument, match="multi-attach"):
+        core.publish(volume_in_a(core), NODE, BLOCK_RWX, False, {}, None)
+
+
+def test_attachment_limit_is_resource_exhausted(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a", attachment_limit=1)  # the root volume uses the only slot
+    with pytest.raises(errors.ResourceExhausted, match="AttachmentLimitExceeded"):
+        publish(core, volume_in_a(core))
+
+
+def test_stuck_attaching_is_detached_and_the_name_tried_last(cloud: FakeCloud, clock: FakeClock) -> None:
+    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig(attach_timeout=90.0))
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    cloud.stuck_attaching = True
+    start = clock.monotonic()
+    with pytest.raises(errors.Unavailable, match="stayed attaching"):
+        publish(core, volume_id)
+    assert clock.monotonic() - start == pytest.approx(90.0)
+    assert cloud.calls["detach_volume"] == 1
+    cloud.stuck_attaching = False
+    core.unpublish(volume_id, NODE, None)  # the detach completes
+    assert publish(core, volume_id) == "/dev/xvdab"
+
+
+def test_caller_deadline_before_attach_timeout_leaves_the_attach_going(
+    core: ControllerCore, cloud: FakeCloud, clock: FakeClock
+) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    cloud.stuck_attaching = True
+    with pytest.raises(errors.DeadlineExceeded, match="still attaching"):
+        publish(core, volume_id, deadline=Deadline(clock, 10.0))
+    assert cloud.calls["detach_volume"] == 0
+    cloud.stuck_attaching = False
+    assert publish(core, volume_id) == "/dev/xvdaa"  # the retry waits for the same attachment
+    assert cloud.calls["attach_volume"] == 1
+
+
+def test_attach_errors_release_the_device_name(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    cloud.fail("attach_volume", errors.Unavailable("throttled"))
+    with pytest.raises(errors.Unavailable):
+        publish(core, volume_id)
+    assert publish(core, volume_id) == "/dev/xvdaa"
+
+
+def test_unpublish_detaches_and_waits(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.detach_polls = 3
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    publish(core, volume_id)
+    core.unpublish(volume_id, NODE, None)
+    volume = cloud.volumes[volume_id].volume
+    assert volume.attachments == () and volume.state is VolumeState.AVAILABLE
+    assert "/dev/xvdaa" not in cloud.instances[NODE].instance.block_devices
+
+
+def test_unpublish_of_unknown_or_detached_is_ok(core: ControllerCore, cloud: FakeCloud) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    core.unpublish(volume_id, NODE, None)  # never attached
+    core.unpublish("vol-0000000000000dead", NODE, None)  # unknown volume
+    core.unpublish(volume_id, "i-0000000000000dead", None)  # unknown instance
+    core.unpublish("junk", "junk", None)
+    assert cloud.calls["detach_volume"] == 0
+
+
+def test_unpublish_requires_ids(core: ControllerCore) -> None:
+    with pytest.raises(errors.InvalidArgument, match="volume_id"):
+        core.unpublish("", NODE, None)
+    with pytest.raises(errors.InvalidArgument, match="node_id"):
+        core.unpublish("vol-0000000000000dead", "", None)
+
+
+def test_unpublish_deadline(core: ControllerCore, cloud: FakeCloud, clock: FakeClock) -> None:
+    cloud.add_instance(NODE, "us-east-1a")
+    volume_id = volume_in_a(core)
+    publish(core, volume_id)
+    cloud.detach_polls = 100
+    with pytest.raises(errors.DeadlineExceeded, match="detaching"):
+        core.unpublish(volume_id, NODE, Deadline(clock, 5.0))
+    cloud.detach_polls = 1
+    core.unpublish(volume_id, NODE, None)  # the retry waits for the detach already running
+    assert cloud.calls["detach_volume"] == 1
