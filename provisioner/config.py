@@ -79,3 +79,8 @@ class ControllerConfig:
     default_wait_timeout: float = 300.0
     attach_timeout: float = 90.0
     probe_cache_seconds: float = 60.0
+    # ControllerExpandVolume / ControllerModifyVolume requests for one volume arriving within this
+    # many seconds are merged into one EC2 ModifyVolume (EC2 allows one modification at a time).
+    modify_merge_window: float = 2.0
+    # EC2's documented wait between modifications of one volume, used to say when to retry.
+    modify_cooldown: float = 6 * 3600.0

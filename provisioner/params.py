@@ -317,6 +317,18 @@ def total_iops(params: CreateParameters, size_gib: int) -> int | None:
     return iops
 
 
+def parse_tag_spec(key: str, value: str) -> tuple[str, str]:
+    """A ``tagSpecification_N`` value ``key=value`` → (tag key, tag value); reserved keys refused.
+
+    Raises InvalidArgument naming the parameter ``key``."""
+    return _tag_spec(key, value)
+
+
+def check_tag_key(key: str, tag_key: str) -> None:
+    """Refuse a tag key the driver manages itself (ownership, names, ``aws:``). Raises InvalidArgument."""
+    _tag_spec(key, f"{tag_key}=")
+
+
 def _positive_int(key: str, value: str) -> int:
     try:
         number = int(value.strip(), 10)

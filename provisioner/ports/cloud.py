@@ -79,6 +79,15 @@ class Cloud(Protocol):
         """Start a detachment. Raises NotFound; detaching something not attached raises NotFound too."""
         ...
 
+    def copy_volume(self, source_volume_id: str, spec: VolumeSpec, client_token: str) -> Volume:
+        """EC2 CopyVolumes: a point-in-time copy of ``source_volume_id`` in its zone (usually ``creating``).
+
+        Raises Unimplemented when the endpoint does not offer CopyVolumes (the caller then falls back
+        to snapshot-then-restore), NotFound (source), AlreadyExists (token reused with other
+        parameters), InvalidArgument, ResourceExhausted.
+        """
+        ...
+
     # Snapshots and modification (used by the snapshot/expand/modify RPCs).
 
     def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
