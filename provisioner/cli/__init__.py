@@ -15,7 +15,11 @@ from provisioner import __version__
 from provisioner.cli.logs import add_logging_args, setup_logging
 
 # Modules that register sub-commands, in the order `zonal --help` lists them.
-COMMAND_MODULES = ("provisioner.cli.serve", "provisioner.cli.translate")
+COMMAND_MODULES = (
+    "provisioner.cli.serve",
+    "provisioner.cli.provision",
+    "provisioner.cli.translate",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

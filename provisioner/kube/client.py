@@ -1,0 +1,212 @@
+"""The KubeApi port over the official ``kubernetes`` client.
+
+Why it exists: the loop's verbs (list, watch, get, create, replace, merge-patch, delete) for the handful
+of kinds it touches, through the client's typed APIs so its serialization is what talks to the server.
+Objects come back as the API's JSON dicts; errors come back as the port's error tree. Requests are
+rate-limited client-side (``--kube-api-qps``/``--kube-api-burst``). It makes no decisions.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from kubernetes import client as _client
+from kubernetes import config as _config
+from kubernetes import watch as _watch
+
+from provisioner.kube.errors import translate, translated
+from provisioner.ports.kube import Kind, KubeError, Obj, ObjectList, ResourceGone, WatchEvent
+
+# The client is only partly typed; treat it as dynamic at this boundary.
+k8s: Any = _client
+k8s_config: Any = _config
+k8s_watch: Any = _watch
+
+# Kind → (API class, singular used in method names).
+_TYPED: dict[Kind, tuple[type[Any], str]] = {
+    Kind.CLAIM: (k8s.CoreV1Api, "persistent_volume_claim"),
+    Kind.PV: (k8s.CoreV1Api, "persistent_volume"),
+    Kind.NODE: (k8s.CoreV1Api, "node"),
+    Kind.SECRET: (k8s.CoreV1Api, "secret"),
+    Kind.EVENT: (k8s.CoreV1Api, "event"),
+    Kind.STORAGE_CLASS: (k8s.StorageV1Api, "storage_class"),
+    Kind.CSINODE: (k8s.StorageV1Api, "csi_node"),
+    Kind.VOLUME_ATTACHMENT: (k8s.StorageV1Api, "volume_attachment"),
+    Kind.LEASE: (k8s.CoordinationV1Api, "lease"),
+}
+MERGE_PATCH = "application/merge-patch+json"
+
+
+class TokenBucket:
+    """Client-side rate limit: ``qps`` tokens per second, at most ``burst`` at once."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self.qps = qps
+        self.burst = max(1, burst)
+        self._tokens = float(self.burst)
+        self._at = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        if self.qps <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.qps)
+            self._at = now
+            self._tokens -= 1
+            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)
+
+
+def load_configuration(kubeconfig: str = "") -> Any:
+    """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig file."""
+    cfg = k8s.Configuration()
+    with translated("load configuration"):
+        if kubeconfig:
+            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        else:
+            try:
+                k8s_config.load_incluster_config(client_configuration=cfg)
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config(client_configuration=cfg)
+    return cfg
+
+
+class KubeClient:
+    """Implements :class:`provisioner.ports.kube.KubeApi`."""
+
+    def __init__(self, configuration: Any, qps: float = 5.0, burst: int = 10) -> None:
+        self.api_client: Any = k8s.ApiClient(configuration)
+        self.limit = TokenBucket(qps, burst)
+        self._apis: dict[type[Any], Any] = {}
+
+    def close(self) -> None:
+        self.api_client.close()
+
+    def _method(self, kind: Kind, verb: str, all_namespaces: bool = False) -> Any:
+        cls, singular = _TYPED[kind]
+        api = self._apis.setdefault(cls, cls(self.api_client))
+        if kind.namespaced:
+            name = (
+                f"list_{singular}_for_all_namespaces" if all_namespaces else f"{verb}_namespaced_{singular}"
+            )
+        else:
+            name = f"{verb}_{singular}"
+        return getattr(api, name)
+
+    def _dict(self, model: Any) -> Obj:
+        data = self.api_client.sanitize_for_serialization(model)
+        assert isinstance(data, dict)
+        return data
+
+    def _custom(self) -> Any:
+        return self._apis.setdefault(k8s.CustomObjectsApi, k8s.CustomObjectsApi(self.api_client))
+
+    # --- KubeApi ----------------------------------------------------------------------------------------
+
+    def list(self, kind: Kind, namespace: str = "") -> ObjectList:
+        self.limit.take()
+        with translated(f"list {kind.plural}"):
+            if kind not in _TYPED:
+                custom = self._custom()
+                raw = (
+                    custom.list_namespaced_custom_object(kind.group, kind.version, namespace, kind.plural)
+                    if namespace and kind.namespaced
+                    else custom.list_cluster_custom_object(kind.group, kind.version, kind.plural)
+                )
+                return ObjectList(
+                    tuple(raw.get("items") or ()), str(raw.get("metadata", {}).get("resourceVersion", ""))
+                )
+            if kind.namespaced and namespace:
+                result = self._method(kind, "list")(namespace)
+            else:
+                result = self._method(kind, "list", all_namespaces=kind.namespaced)()
+            data = self._dict(result)
+        items = tuple(_with_kind(kind, o) for o in data.get("items") or ())
+        return ObjectList(items, str(data.get("metadata", {}).get("resourceVersion", "")))
+
+    def watch(self, kind: Kind, resource_version: str, timeout_seconds: float) -> Iterator[WatchEvent]:
+        self.limit.take()
+        func = self._method(kind, "list", all_namespaces=kind.namespaced)
+        w = k8s_watch.Watch()
+        stream = w.stream(
+            func,
+            resource_version=resource_version,
+            timeout_seconds=max(1, int(timeout_seconds)),
+            allow_watch_bookmarks=True,
+        )
+        try:
+            while True:
+                try:
+                    event = next(stream)
+                except StopIteration:
+                    return
+                except Exception as e:
+                    raise translate(e, f"watch {kind.plural}") from e
+                obj = event.get("raw_object") or {}
+                if event.get("type") == "ERROR":
+                    code = int(obj.get("code") or 0)
+                    if code == 410:
+                        raise ResourceGone(str(obj.get("message") or "watch expired"))
+                    raise KubeError(f"watch {kind.plural}: {obj.get('message', obj)}")
+                yield WatchEvent(str(event["type"]), _with_kind(kind, obj))
+        finally:
+            w.stop()
+
+    def get(self, kind: Kind, name: str, namespace: str = "") -> Obj:
+        self.limit.take()
+        with translated(f"get {kind.plural}/{name}"):
+            if kind not in _TYPED:
+                custom = self._custom()
+                if kind.namespaced:
+                    raw = custom.get_namespaced_custom_object(
+                        kind.group, kind.version, namespace, kind.plural, name
+                    )
+                else:
+                    raw = custom.get_cluster_custom_object(kind.group, kind.version, kind.plural, name)
+                return dict(raw)
+            args = (name, namespace) if kind.namespaced else (name,)
+            return _with_kind(kind, self._dict(self._method(kind, "read")(*args)))
+
+    def create(self, kind: Kind, obj: Obj) -> Obj:
+        self.limit.take()
+        body = {"apiVersion": kind.api_version, "kind": kind.kind_name, **obj}
+        with translated("create"):
+            if kind.namespaced:
+                ns = obj.get("metadata", {}).get("namespace") or "default"
+                result = self._method(kind, "create")(ns, body)
+            else:
+                result = self._method(kind, "create")(body)
+            return _with_kind(kind, self._dict(result))
+
+    def replace(self, kind: Kind, obj: Obj) -> Obj:
+        self.limit.take()
+        meta = obj["metadata"]
+        body = {"apiVersion": kind.api_version, "kind": kind.kind_name, **obj}
+        with translated(f"replace {kind.plural}/{meta['name']}"):
+            args = (meta["name"], meta.get("namespace") or "default") if kind.namespaced else (meta["name"],)
+            return _with_kind(kind, self._dict(self._method(kind, "replace")(*args, body)))
+
+    def patch(self, kind: Kind, name: str, namespace: str, patch: Obj) -> Obj:
+        self.limit.take()
+        with translated(f"patch {kind.plural}/{name}"):
+            args = (name, namespace) if kind.namespaced else (name,)
+            result = self._method(kind, "patch")(*args, patch, _content_type=MERGE_PATCH)
+            return _with_kind(kind, self._dict(result))
+
+    def delete(self, kind: Kind, name: str, namespace: str = "") -> None:
+        self.limit.take()
+        with translated(f"delete {kind.plural}/{name}"):
+            args = (name, namespace) if kind.namespaced else (name,)
+            self._method(kind, "delete")(*args)
+
+
+def _with_kind(kind: Kind, obj: Obj) -> Obj:
+    obj.setdefault("apiVersion", kind.api_version)
+    obj.setdefault("kind", kind.kind_name)
+    return obj

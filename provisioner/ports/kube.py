@@ -1,0 +1,211 @@
+"""The two ports of the provisioner loop: the Kubernetes API and a CSI controller client.
+
+Why it exists: :mod:`provisioner.provisioning` must run against the official Kubernetes client
+(:mod:`provisioner.kube`) and a gRPC CSI client (:mod:`provisioner.csi.client`) in production, and against
+stateful in-memory fakes in tests. Objects cross this port as plain dicts in the API's JSON shape
+(camelCase, as ``kubectl get -o json`` shows them), so fakes, adapters and the core agree on one form.
+This module defines shapes and errors only; it performs no I/O.
+
+Errors raised by :class:`KubeApi` (adapters translate their client's exceptions into these)::
+
+    ZonalError
+    └── KubeError                      any failed API call
+        ├── KubeNotFound (NotFound)    404
+        ├── KubeAlreadyExists (AlreadyExists)  409 on create
+        ├── KubeConflict               409 on update: the resourceVersion is stale
+        ├── ResourceGone               410 on watch: re-list
+        ├── KubeForbidden (PermissionDenied)   401/403
+        └── KubeUnavailable (Unavailable)      5xx, 429, connection failures
+
+Errors raised by :class:`CsiClient` are the domain errors of :mod:`provisioner.errors` chosen by gRPC code:
+INVALID_ARGUMENT → InvalidArgument, NOT_FOUND → NotFound, ALREADY_EXISTS → AlreadyExists,
+ABORTED → OperationInProgress, RESOURCE_EXHAUSTED → ResourceExhausted, OUT_OF_RANGE → OutOfRange,
+FAILED_PRECONDITION → FailedPrecondition, UNAVAILABLE → Unavailable, DEADLINE_EXCEEDED → DeadlineExceeded,
+CANCELLED → Cancelled, UNIMPLEMENTED → Unimplemented, PERMISSION_DENIED/UNAUTHENTICATED →
+PermissionDenied, anything else → Internal.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from provisioner.errors import AlreadyExists, NotFound, PermissionDenied, Unavailable, ZonalError
+from provisioner.model import CapacityRange, ContentSource, Segment, TopologyRequirement, VolumeCapability
+
+Obj = dict[str, Any]
+"""One Kubernetes object in its JSON shape."""
+
+
+class Kind(enum.Enum):
+    """The resources the loop touches: (group, version, plural, namespaced, kind)."""
+
+    CLAIM = ("", "v1", "persistentvolumeclaims", True, "PersistentVolumeClaim")
+    PV = ("", "v1", "persistentvolumes", False, "PersistentVolume")
+    NODE = ("", "v1", "nodes", False, "Node")
+    SECRET = ("", "v1", "secrets", True, "Secret")
+    EVENT = ("", "v1", "events", True, "Event")
+    STORAGE_CLASS = ("storage.k8s.io", "v1", "storageclasses", False, "StorageClass")
+    CSINODE = ("storage.k8s.io", "v1", "csinodes", False, "CSINode")
+    VOLUME_ATTACHMENT = ("storage.k8s.io", "v1", "volumeattachments", False, "VolumeAttachment")
+    LEASE = ("coordination.k8s.io", "v1", "leases", True, "Lease")
+    VOLUME_SNAPSHOT = ("snapshot.storage.k8s.io", "v1", "volumesnapshots", True, "VolumeSnapshot")
+    VOLUME_SNAPSHOT_CONTENT = (
+        "snapshot.storage.k8s.io",
+        "v1",
+        "volumesnapshotcontents",
+        False,
+        "VolumeSnapshotContent",
+    )
+
+    def __init__(self, group: str, version: str, plural: str, namespaced: bool, kind: str) -> None:
+        self.group = group
+        self.version = version
+        self.plural = plural
+        self.namespaced = namespaced
+        self.kind_name = kind
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+class KubeError(ZonalError):
+    """A Kubernetes API call failed."""
+
+
+class KubeNotFound(KubeError, NotFound):
+    pass
+
+
+class KubeAlreadyExists(KubeError, AlreadyExists):
+    pass
+
+
+class KubeConflict(KubeError):
+    """The object changed since it was read (stale resourceVersion); read it again and retry."""
+
+
+class ResourceGone(KubeError):
+    """The watch's resourceVersion is too old (410 Gone): list again, then watch from the new version."""
+
+
+class KubeForbidden(KubeError, PermissionDenied):
+    pass
+
+
+class KubeUnavailable(KubeError, Unavailable):
+    pass
+
+
+class Cancelled(ZonalError):
+    """The call was cancelled before it finished (gRPC CANCELLED); it may still be running."""
+
+
+@dataclass(frozen=True)
+class ObjectList:
+    items: tuple[Obj, ...]
+    resource_version: str
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED | MODIFIED | DELETED | BOOKMARK
+    object: Obj
+
+
+class KubeApi(Protocol):
+    """The verbs the loop needs. Cluster-scoped kinds ignore ``namespace``."""
+
+    def list(self, kind: Kind, namespace: str = "") -> ObjectList:
+        """All objects of a kind (every namespace when ``namespace`` is empty)."""
+        ...
+
+    def watch(self, kind: Kind, resource_version: str, timeout_seconds: float) -> Iterator[WatchEvent]:
+        """Changes after ``resource_version`` until the server ends the stream.
+
+        Raises ResourceGone when the version is too old.
+        """
+        ...
+
+    def get(self, kind: Kind, name: str, namespace: str = "") -> Obj:
+        """Raises KubeNotFound."""
+        ...
+
+    def create(self, kind: Kind, obj: Obj) -> Obj:
+        """Raises KubeAlreadyExists."""
+        ...
+
+    def replace(self, kind: Kind, obj: Obj) -> Obj:
+        """Update with optimistic concurrency on ``metadata.resourceVersion``; raises KubeConflict."""
+        ...
+
+    def patch(self, kind: Kind, name: str, namespace: str, patch: Obj) -> Obj:
+        """JSON merge patch (RFC 7386; ``None`` values delete keys). Raises KubeNotFound."""
+        ...
+
+    def delete(self, kind: Kind, name: str, namespace: str = "") -> None:
+        """Raises KubeNotFound."""
+        ...
+
+
+# --- CSI -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    vendor_version: str = ""
+
+
+@dataclass(frozen=True)
+class CreateVolumeRequest:
+    """CSI ``CreateVolumeRequest`` in model terms."""
+
+    name: str
+    capacity: CapacityRange
+    capabilities: tuple[VolumeCapability, ...]
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    content_source: ContentSource | None = None
+    requirement: TopologyRequirement | None = None
+
+
+@dataclass(frozen=True)
+class CreatedVolume:
+    """CSI ``Volume`` as CreateVolume returns it."""
+
+    volume_id: str
+    capacity_bytes: int = 0
+    volume_context: Mapping[str, str] = field(default_factory=dict)
+    accessible_topology: tuple[Segment, ...] = ()
+    content_source: ContentSource | None = None
+
+
+# Capability names as the CSI enums spell them.
+PLUGIN_CONTROLLER_SERVICE = "CONTROLLER_SERVICE"
+PLUGIN_ACCESSIBILITY_CONSTRAINTS = "VOLUME_ACCESSIBILITY_CONSTRAINTS"
+CTRL_CREATE_DELETE_VOLUME = "CREATE_DELETE_VOLUME"
+CTRL_CREATE_DELETE_SNAPSHOT = "CREATE_DELETE_SNAPSHOT"
+CTRL_CLONE_VOLUME = "CLONE_VOLUME"
+CTRL_SINGLE_NODE_MULTI_WRITER = "SINGLE_NODE_MULTI_WRITER"
+
+
+class CsiClient(Protocol):
+    """What the loop asks of a CSI driver. Every call is bounded by the client's per-call timeout."""
+
+    def probe(self) -> bool:
+        """True when ready. Raises FailedPrecondition when unhealthy, Unavailable when unreachable."""
+        ...
+
+    def plugin_info(self) -> PluginInfo: ...
+
+    def plugin_capabilities(self) -> frozenset[str]: ...
+
+    def controller_capabilities(self) -> frozenset[str]: ...
+
+    def create_volume(self, request: CreateVolumeRequest) -> CreatedVolume: ...
+
+    def delete_volume(self, volume_id: str, secrets: Mapping[str, str] | None = None) -> None: ...

@@ -1,0 +1,225 @@
+"""The running provisioner: informers feed two work queues (claims, PVs) whose workers call the core.
+
+Why it exists: it is the only place with threads. It wires events to keys, keys to
+:class:`~provisioner.provisioning.core.ProvisionerCore` calls, and outcomes back to the queue (forget,
+back off, slow retry). It reads the driver's identity and capabilities at start and refuses to run when
+the driver cannot create volumes. It must not make provisioning decisions itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass
+
+from provisioner.errors import FailedPrecondition
+from provisioner.ports.clock import Clock, SystemClock
+from provisioner.ports.kube import (
+    CTRL_CREATE_DELETE_VOLUME,
+    PLUGIN_CONTROLLER_SERVICE,
+    CsiClient,
+    Kind,
+    KubeApi,
+    Obj,
+)
+from provisioner.provisioning.core import Outcome, ProvisionerCore, Step
+from provisioner.provisioning.informer import Informer, Stores
+from provisioner.provisioning.leader import LeaderElector
+from provisioner.provisioning.settings import ProvisionerConfig
+from provisioner.provisioning.workqueue import Backoff, WorkQueue, start_workers
+
+log = logging.getLogger(__name__)
+
+WATCHED = (Kind.CLAIM, Kind.PV, Kind.STORAGE_CLASS, Kind.NODE, Kind.CSINODE, Kind.VOLUME_ATTACHMENT)
+
+
+@dataclass(frozen=True)
+class DriverFacts:
+    name: str
+    plugin_caps: frozenset[str]
+    controller_caps: frozenset[str]
+
+
+def discover_driver(
+    csi: CsiClient, clock: Clock, stop: threading.Event, probe_interval: float = 1.0
+) -> DriverFacts:
+    """Wait for Probe, then read the plugin's name and capabilities.
+
+    Raises FailedPrecondition when the driver cannot create volumes (no CONTROLLER_SERVICE plugin
+    capability or no CREATE_DELETE_VOLUME controller capability).
+    """
+    while not stop.is_set():
+        try:
+            if csi.probe():
+                break
+        except Exception as e:  # unreachable or unhealthy: keep probing, as the sidecar does
+            log.info("waiting for the CSI driver: %s", e)
+        stop.wait(probe_interval)
+    info = csi.plugin_info()
+    plugin = csi.plugin_capabilities()
+    if PLUGIN_CONTROLLER_SERVICE not in plugin:
+        raise FailedPrecondition(
+            f"CSI driver {info.name} does not support dynamic provisioning: "
+            "plugin CONTROLLER_SERVICE capability is not reported"
+        )
+    controller = csi.controller_capabilities()
+    if CTRL_CREATE_DELETE_VOLUME not in controller:
+        raise FailedPrecondition(
+            f"CSI driver {info.name} does not support dynamic provisioning: "
+            "controller CREATE_DELETE_VOLUME capability is not reported"
+        )
+    return DriverFacts(info.name, plugin, controller)
+
+
+class ProvisionerLoop:
+    def __init__(
+        self,
+        kube: KubeApi,
+        csi: CsiClient,
+        config: ProvisionerConfig,
+        facts: DriverFacts,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.informers: dict[Kind, Informer] = {
+            kind: Informer(kube, kind, watch_timeout=config.watch_timeout) for kind in WATCHED
+        }
+        self.informers[Kind.CLAIM].handler = self._on_claim
+        self.informers[Kind.PV].handler = self._on_pv
+        self.stores = Stores(self.informers)
+        self.core = ProvisionerCore(
+            kube,
+            csi,
+            self.stores,
+            config,
+            driver=facts.name,
+            plugin_caps=facts.plugin_caps,
+            controller_caps=facts.controller_caps,
+            clock=self.clock,
+            rng=rng,
+        )
+        backoff = (config.retry_interval_start, config.retry_interval_max)
+        self.claims = WorkQueue(Backoff(*backoff))
+        self.volumes = WorkQueue(Backoff(*backoff))
+        self.outcomes: list[tuple[str, Outcome]] = []  # the latest outcomes, for /healthz and tests
+        self._stop = threading.Event()
+
+    # --- events → keys ----------------------------------------------------------------------------------
+
+    def _on_claim(self, type_: str, old: Obj | None, new: Obj | None) -> None:
+        obj = new or old
+        assert obj is not None
+        meta = obj["metadata"]
+        key = f"{meta.get('namespace', '')}/{meta['name']}"
+        if type_ == "DELETED":
+            self.core.forget_claim(meta.get("uid", ""))
+            self.claims.forget(key)
+            return
+        if self.core.claim_is_ours(obj) and not obj.get("spec", {}).get("volumeName"):
+            self.claims.add(key)
+
+    def _on_pv(self, type_: str, old: Obj | None, new: Obj | None) -> None:
+        if new is not None and type_ != "DELETED" and self.core.pv_is_ours(new):
+            self.volumes.add(new["metadata"]["name"])
+
+    # --- keys → core ------------------------------------------------------------------------------------
+
+    def _apply(self, queue: WorkQueue, key: str, outcome: Outcome) -> None:
+        self.outcomes = [*self.outcomes[-999:], (key, outcome)]
+        if outcome.step is Step.RETRY:
+            delay = queue.add_rate_limited(key)
+            log.info("%s: %s (retry in %.1fs)", key, outcome.message, delay)
+        elif outcome.step is Step.RETRY_SLOW:
+            queue.add_after(key, self.config.retry_interval_max)
+            log.info("%s: %s (retry in %.0fs)", key, outcome.message, self.config.retry_interval_max)
+        else:
+            queue.forget(key)
+            if outcome.step is Step.STOP:
+                log.error("%s: %s", key, outcome.message)
+            elif outcome.step is not Step.IGNORED:
+                log.info("%s: %s %s", key, outcome.step.value, outcome.message)
+
+    def _process_claim(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        claim = self.stores.get(Kind.CLAIM, name, namespace)
+        if claim is None:
+            self.claims.forget(key)
+            return
+        self._apply(self.claims, key, self.core.provision(claim))
+        current = self.stores.get(Kind.CLAIM, name, namespace)
+        uid = claim["metadata"].get("uid", "")
+        if current is None or current["metadata"].get("uid") != uid:
+            # Deleted while CreateVolume ran: the attempt may have cached its requirement after the
+            # DELETED event dropped it.
+            self.core.forget_claim(uid)
+
+    def _process_volume(self, key: str) -> None:
+        pv = self.stores.get(Kind.PV, key)
+        if pv is None:
+            self.volumes.forget(key)
+            return
+        self._apply(self.volumes, key, self.core.delete(pv))
+
+    # --- lifecycle ----------------------------------------------------------------------------------------
+
+    def start(self, sync_timeout: float = 60.0) -> None:
+        """Start informers, wait for their first listing, then start the workers."""
+        for informer in self.informers.values():
+            informer.start(self._stop)
+        if not self.stores.wait_synced(sync_timeout):
+            raise FailedPrecondition("informers did not sync; is the API server reachable?")
+        workers = max(1, self.config.worker_threads)
+        start_workers(self.claims, self._process_claim, workers, "claims")
+        start_workers(self.volumes, self._process_volume, max(1, workers // 4), "volumes")
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.claims.shut_down()
+        self.volumes.shut_down()
+
+    def idle(self) -> bool:
+        return self.claims.pending() == 0 and self.volumes.pending() == 0
+
+
+def run_provisioner(
+    kube: KubeApi,
+    csi: CsiClient,
+    config: ProvisionerConfig,
+    facts: DriverFacts,
+    stop: threading.Event,
+    clock: Clock | None = None,
+    on_loop: list[ProvisionerLoop] | None = None,
+) -> None:
+    """Run until ``stop`` (or until leadership is lost). ``on_loop`` receives the loop once it starts."""
+    clock = clock or SystemClock()
+    loop = ProvisionerLoop(kube, csi, config, facts, clock)
+
+    def started() -> None:
+        loop.start()
+        if on_loop is not None:
+            on_loop.append(loop)
+
+    if not config.leader_election:
+        started()
+        stop.wait()
+        loop.stop()
+        return
+    elector = LeaderElector(
+        kube,
+        namespace=config.leader_election_namespace,
+        name=lease_name(facts.name),
+        identity=config.identity or "zonal-provisioner",
+        clock=clock,
+        lease_duration=config.leader_election_lease_duration,
+        renew_deadline=config.leader_election_renew_deadline,
+        retry_period=config.leader_election_retry_period,
+    )
+    elector.run(stop, started, loop.stop)
+
+
+def lease_name(driver: str) -> str:
+    """The sidecar's Lease name: the driver name with characters outside [a-z0-9-] replaced by '-'."""
+    return "".join(c if c.isalnum() or c == "-" else "-" for c in driver.lower())
