@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "provisioner.cli.serve",
     "provisioner.cli.provision",
     "provisioner.cli.translate",
+    "provisioner.cli.demo",
 )
 
 
