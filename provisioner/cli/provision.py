@@ -17,7 +17,9 @@ import uuid
 from types import FrameType
 
 from provisioner.cli import CliError
+from provisioner.cli.http import HttpEndpoint
 from provisioner.errors import ZonalError
+from provisioner.metrics import Metrics
 from provisioner.ports.clock import SystemClock
 from provisioner.provisioning import ProvisionerConfig
 from provisioner.provisioning.loop import discover_driver, run_provisioner
@@ -169,13 +171,18 @@ def run(args: argparse.Namespace) -> int:
         except ZonalError as e:
             raise CliError(f"cannot reach Kubernetes: {e}") from e
         endpoint = None
+        metrics = Metrics()
         if config.http_endpoint:
-            from provisioner.cli.http import HttpEndpoint
-            from provisioner.metrics import Metrics
 
-            endpoint = HttpEndpoint(config.http_endpoint, Metrics(), health=lambda: None).start()
+            def healthy() -> None:
+                csi.probe()  # /healthz follows the driver's Probe, like the livenessprobe sidecar
+
+            try:
+                endpoint = HttpEndpoint(config.http_endpoint, metrics, health=healthy).start()
+            except (OSError, ValueError) as e:
+                raise CliError(f"cannot serve HTTP on {config.http_endpoint}: {e}") from e
         try:
-            run_provisioner(kube, csi, config, facts, stop)
+            run_provisioner(kube, csi, config, facts, stop, metrics=metrics)
         finally:
             if endpoint is not None:
                 endpoint.stop()

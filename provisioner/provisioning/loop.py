@@ -14,6 +14,7 @@ import threading
 from dataclasses import dataclass
 
 from provisioner.errors import FailedPrecondition
+from provisioner.metrics import Metrics
 from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.kube import (
     CTRL_CREATE_DELETE_VOLUME,
@@ -81,8 +82,11 @@ class ProvisionerLoop:
         facts: DriverFacts,
         clock: Clock | None = None,
         rng: random.Random | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
+        self._first_seen: dict[str, float] = {}  # claim key → when the loop first queued it
         self.clock = clock or SystemClock()
         self.informers: dict[Kind, Informer] = {
             kind: Informer(kube, kind, watch_timeout=config.watch_timeout) for kind in WATCHED
@@ -115,10 +119,12 @@ class ProvisionerLoop:
         meta = obj["metadata"]
         key = f"{meta.get('namespace', '')}/{meta['name']}"
         if type_ == "DELETED":
+            self._first_seen.pop(key, None)
             self.core.forget_claim(meta.get("uid", ""))
             self.claims.forget(key)
             return
         if self.core.claim_is_ours(obj) and not obj.get("spec", {}).get("volumeName"):
+            self._first_seen.setdefault(key, self.clock.monotonic())
             self.claims.add(key)
 
     def _on_pv(self, type_: str, old: Obj | None, new: Obj | None) -> None:
@@ -129,6 +135,8 @@ class ProvisionerLoop:
 
     def _apply(self, queue: WorkQueue, key: str, outcome: Outcome) -> None:
         self.outcomes = [*self.outcomes[-999:], (key, outcome)]
+        if self.metrics is not None:
+            self._observe(queue, key, outcome, self.metrics)
         if outcome.step is Step.RETRY:
             delay = queue.add_rate_limited(key)
             log.info("%s: %s (retry in %.1fs)", key, outcome.message, delay)
@@ -141,6 +149,15 @@ class ProvisionerLoop:
                 log.error("%s: %s", key, outcome.message)
             elif outcome.step is not Step.IGNORED:
                 log.info("%s: %s %s", key, outcome.step.value, outcome.message)
+
+    def _observe(self, queue: WorkQueue, key: str, outcome: Outcome, metrics: Metrics) -> None:
+        metrics.queue_depth.labels("claims").set(self.claims.pending())
+        metrics.queue_depth.labels("volumes").set(self.volumes.pending())
+        if queue is self.claims and outcome.step in (Step.DONE, Step.STOP):
+            started = self._first_seen.pop(key, None)
+            if started is not None:
+                result = "provisioned" if outcome.step is Step.DONE else "failed"
+                metrics.claim_seconds.labels(result).observe(self.clock.monotonic() - started)
 
     def _process_claim(self, key: str) -> None:
         namespace, _, name = key.partition("/")
@@ -192,10 +209,11 @@ def run_provisioner(
     stop: threading.Event,
     clock: Clock | None = None,
     on_loop: list[ProvisionerLoop] | None = None,
+    metrics: Metrics | None = None,
 ) -> None:
     """Run until ``stop`` (or until leadership is lost). ``on_loop`` receives the loop once it starts."""
     clock = clock or SystemClock()
-    loop = ProvisionerLoop(kube, csi, config, facts, clock)
+    loop = ProvisionerLoop(kube, csi, config, facts, clock, metrics=metrics)
 
     def started() -> None:
         loop.start()
