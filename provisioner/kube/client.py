@@ -32,6 +32,7 @@ _TYPED: dict[Kind, tuple[type[Any], str]] = {
     Kind.NODE: (k8s.CoreV1Api, "node"),
     Kind.SECRET: (k8s.CoreV1Api, "secret"),
     Kind.EVENT: (k8s.CoreV1Api, "event"),
+    Kind.POD: (k8s.CoreV1Api, "pod"),
     Kind.STORAGE_CLASS: (k8s.StorageV1Api, "storage_class"),
     Kind.CSINODE: (k8s.StorageV1Api, "csi_node"),
     Kind.VOLUME_ATTACHMENT: (k8s.StorageV1Api, "volume_attachment"),
@@ -63,18 +64,31 @@ class TokenBucket:
             time.sleep(wait)
 
 
-def load_configuration(kubeconfig: str = "") -> Any:
-    """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig file."""
+def load_configuration(kubeconfig: str = "", context: str = "") -> Any:
+    """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig file.
+
+    ``context`` picks a kubeconfig context other than the current one (and skips the in-cluster config).
+    """
     cfg = k8s.Configuration()
     with translated("load configuration"):
-        if kubeconfig:
-            k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+        if kubeconfig or context:
+            k8s_config.load_kube_config(
+                config_file=kubeconfig or None, context=context or None, client_configuration=cfg
+            )
         else:
             try:
                 k8s_config.load_incluster_config(client_configuration=cfg)
             except k8s_config.ConfigException:
                 k8s_config.load_kube_config(client_configuration=cfg)
     return cfg
+
+
+def load_configuration_checked(kubeconfig: str = "", context: str = "") -> Any:
+    """:func:`load_configuration`, with a missing or broken kubeconfig (or context) as a KubeError."""
+    try:
+        return load_configuration(kubeconfig, context)
+    except k8s_config.ConfigException as e:
+        raise KubeError(f"cannot load the Kubernetes configuration: {e}") from e
 
 
 class KubeClient:

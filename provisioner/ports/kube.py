@@ -47,6 +47,7 @@ class Kind(enum.Enum):
     NODE = ("", "v1", "nodes", False, "Node")
     SECRET = ("", "v1", "secrets", True, "Secret")
     EVENT = ("", "v1", "events", True, "Event")
+    POD = ("", "v1", "pods", True, "Pod")
     STORAGE_CLASS = ("storage.k8s.io", "v1", "storageclasses", False, "StorageClass")
     CSINODE = ("storage.k8s.io", "v1", "csinodes", False, "CSINode")
     VOLUME_ATTACHMENT = ("storage.k8s.io", "v1", "volumeattachments", False, "VolumeAttachment")

@@ -54,6 +54,7 @@ from provisioner.ports.kube import (
     KubeNotFound,
     Obj,
 )
+from provisioner.provisioning.claim_topology import build_cluster_view, claim_topology_input
 from provisioner.provisioning.pv import build_pv
 from provisioner.provisioning.request import ExternalPopulator, Prepared, annotations_of, prepare, read_secret
 from provisioner.provisioning.settings import (
@@ -70,11 +71,9 @@ from provisioner.topology.affinity import accessible_topology_problem, node_sati
 from provisioner.topology.requirements import (
     BINDING_IMMEDIATE,
     BINDING_WFFC,
-    ClaimTopologyInput,
     ClusterView,
     TopologyUnavailable,
     accessibility_requirements,
-    selector_terms_from_k8s,
 )
 
 log = logging.getLogger(__name__)
@@ -251,20 +250,7 @@ class ProvisionerCore:
             return Outcome(Step.RETRY, str(e))
 
     def cluster_view(self) -> ClusterView:
-        labels = {
-            n["metadata"]["name"]: dict(n["metadata"].get("labels") or {})
-            for n in self.lister.list(Kind.NODE)
-        }
-        keys: dict[str, tuple[str, ...] | None] = {}
-        for csinode in self.lister.list(Kind.CSINODE):
-            entry = next(
-                (d for d in csinode.get("spec", {}).get("drivers") or () if d.get("name") == self.driver),
-                None,
-            )
-            keys[csinode["metadata"]["name"]] = (
-                None if entry is None else tuple(entry.get("topologyKeys") or ())
-            )
-        return ClusterView(labels, keys)
+        return build_cluster_view(self.lister.list(Kind.NODE), self.lister.list(Kind.CSINODE), self.driver)
 
     def _requirement(
         self, claim: Obj, sc: Obj, binding: str, selected: str
@@ -276,14 +262,7 @@ class ProvisionerCore:
         if hit:
             # Sidecar: a CreateVolume that may still be running is retried with identical requirements.
             return cached
-        inp = ClaimTopologyInput(
-            claim_name=claim["metadata"]["name"],
-            binding_mode=binding,
-            allowed_topologies=selector_terms_from_k8s(sc.get("allowedTopologies")),
-            selected_node=selected,
-            strict_topology=self.config.strict_topology,
-            immediate_topology=self.config.immediate_topology,
-        )
+        inp = claim_topology_input(claim, sc, self.config)
         try:
             decision = accessibility_requirements(inp, self.cluster_view(), self.config.fixes, self.rng)
         except TopologyUnavailable as e:
