@@ -63,6 +63,12 @@ class CloudConfig:
     max_attempts: int = 5
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
+    # Concurrent DescribeVolumes/DescribeInstances lookups share one call (provisioner.aws.batcher).
+    batching: bool = True
+    batch_window: float = 0.03
+    # Multiplies EC2's documented request rates in the client-side limiter (retry mode adaptive):
+    # for accounts with raised limits, or a simulator run with --scale.
+    rate_scale: float = 1.0
 
 
 @dataclass(frozen=True)

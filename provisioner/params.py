@@ -29,6 +29,7 @@ from provisioner.model import (
     GIB,
     TAG_CLUSTER_PREFIX,
     TAG_DRIVER,
+    TAG_SNAPSHOT_NAME,
     TAG_VOLUME_NAME,
     TAG_ZONAL_DRIVER,
     AccessType,
@@ -94,7 +95,7 @@ FS_FORMAT_OPTIONS: Mapping[str, frozenset[str]] = {
     "xfs": frozenset({CONTEXT_BLOCK_SIZE, CONTEXT_INODE_SIZE}),
 }
 
-_RESERVED_TAG_KEYS = frozenset({TAG_VOLUME_NAME, TAG_DRIVER, TAG_ZONAL_DRIVER})
+_RESERVED_TAG_KEYS = frozenset({TAG_VOLUME_NAME, TAG_SNAPSHOT_NAME, TAG_DRIVER, TAG_ZONAL_DRIVER})
 
 
 @dataclass(frozen=True)

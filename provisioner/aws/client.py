@@ -4,16 +4,24 @@ Region, endpoint, retries and timeouts all come from the config the CLI filled i
 ``AWS_REGION``, instance metadata — resolved there, not here). This module does not read
 ``os.environ``: when ``endpoint_url`` is empty, boto3 itself honours ``AWS_ENDPOINT_URL_EC2`` /
 ``AWS_ENDPOINT_URL``, and credentials come from boto3's usual chain. It must not make any call.
+
+Retry modes. ``standard`` is botocore's standard mode as is. ``adaptive`` (the default) is zonal's own:
+a rate limiter per EC2 action that adapts to throttling and retries bounded by the RPC deadline
+(:mod:`provisioner.aws.ratelimit`), installed over botocore's standard mode — botocore's own adaptive
+mode keeps one rate for the whole client, so throttled CreateVolumes would slow AttachVolume.
+With a ``metrics`` observer every API call is reported (:mod:`provisioner.aws.callmetrics`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import boto3.session
 from botocore.config import Config
 
 from provisioner import __version__
+from provisioner.aws.callmetrics import Ec2Observer, install_metrics
+from provisioner.aws.ratelimit import LimiterSettings, RateLimiter, RetryPolicy, install
 from provisioner.config import CloudConfig
 
 if TYPE_CHECKING:
@@ -34,11 +42,11 @@ def client_config(config: CloudConfig) -> Config:
         raise ValueError(f"retry mode {config.retry_mode!r} is not one of {', '.join(RETRY_MODES)}")
     if config.max_attempts < 1:
         raise ValueError(f"max attempts must be at least 1, not {config.max_attempts}")
-    mode: Literal["standard", "adaptive"] = "adaptive" if config.retry_mode == "adaptive" else "standard"
     return Config(
         region_name=config.region,
         # total_max_attempts counts the first try (like AWS_MAX_ATTEMPTS); botocore's max_attempts would not.
-        retries={"mode": mode, "total_max_attempts": config.max_attempts},
+        # "adaptive" is zonal's limiter over botocore's standard mode (see the module docstring).
+        retries={"mode": "standard", "total_max_attempts": config.max_attempts},
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
         max_pool_connections=MAX_POOL_CONNECTIONS,
@@ -46,7 +54,11 @@ def client_config(config: CloudConfig) -> Config:
     )
 
 
-def build_ec2_client(config: CloudConfig, session: boto3.session.Session | None = None) -> EC2Client:
+def build_ec2_client(
+    config: CloudConfig,
+    session: boto3.session.Session | None = None,
+    metrics: Ec2Observer | None = None,
+) -> EC2Client:
     """A thread-safe EC2 client for ``config.region`` (which must already be resolved).
 
     ``session`` is for tests that build many clients (it caches the large EC2 service model);
@@ -56,9 +68,21 @@ def build_ec2_client(config: CloudConfig, session: boto3.session.Session | None 
     if not config.region:
         raise ValueError("no AWS region: pass --region, set AWS_REGION, or run on EC2 (instance metadata)")
     session = session or boto3.session.Session(region_name=config.region)
-    return session.client(
+    client = session.client(
         "ec2",
         region_name=config.region,
         endpoint_url=config.endpoint_url or None,
         config=client_config(config),
     )
+    instrument(client, config, metrics)
+    return client
+
+
+def instrument(client: EC2Client, config: CloudConfig, metrics: Ec2Observer | None = None) -> None:
+    """Install zonal's limiter and retries (retry mode ``adaptive``) and the metrics hooks on a client
+    (also one built elsewhere, such as the in-process simulator's)."""
+    if config.retry_mode == "adaptive":
+        limiter = RateLimiter(LimiterSettings(scale=config.rate_scale))
+        install(client, limiter, RetryPolicy(limiter, max_attempts=config.max_attempts))
+    if metrics is not None:
+        install_metrics(client, metrics)

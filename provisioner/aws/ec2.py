@@ -7,7 +7,9 @@ so only domain errors leave. It never waits for a state change and never retries
 The client is injected (like httpx's ``transport=``): tests pass one built under moto, the CLI one
 from :func:`provisioner.aws.client.build_ec2_client`. :meth:`Ec2Cloud.describe_volumes` and
 :meth:`Ec2Cloud.describe_instances` look many ids up with an id *filter* (unknown ids are simply
-absent instead of failing the call): they are the seam where DescribeVolumes batching plugs in.
+absent instead of failing the call). Given :class:`~provisioner.aws.batcher.BatchSettings`, the
+:meth:`get_volume`, :meth:`get_instance` and :meth:`find_volume_by_name` of concurrent callers are
+answered by shared calls of those (:mod:`provisioner.aws.batcher`).
 
 Pagination. EC2 refuses ``MaxResults`` outside 5..500 (DescribeVolumes) or 5..1000
 (DescribeSnapshots), while CSI callers may ask for any ``max_entries``. Our page token is therefore
@@ -26,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioner.aws import convert
+from provisioner.aws.batcher import Batcher, BatchSettings
 from provisioner.aws.errors import (
     error_code,
     is_dry_run_success,
@@ -65,12 +68,42 @@ Fetch = Callable[[int, str], tuple[Sequence[convert.Raw], str]]
 class Ec2Cloud:
     """The EC2 adapter. Thread-safe: boto3 clients are, and the zone cache takes a lock."""
 
-    def __init__(self, client: EC2Client, region: str) -> None:
+    def __init__(self, client: EC2Client, region: str, batching: BatchSettings | None = None) -> None:
         self._ec2 = client
         self.region = region
         self._zones: tuple[Zone, ...] | None = None
         self._zones_lock = threading.Lock()
         self._copy_unsupported = False  # set once the endpoint has refused CopyVolumes
+        self._volumes: Batcher[str, Volume] | None = None
+        self._instances: Batcher[str, Instance] | None = None
+        self._names: Batcher[str, Volume | None] | None = None
+        if batching is not None:
+            b = batching
+            self._volumes = Batcher(
+                self.describe_volumes,
+                self._get_volume,
+                _volume_missing,
+                b.window,
+                b.min_interval,
+                b.max_volumes,
+            )
+            self._instances = Batcher(
+                self.describe_instances,
+                self._get_instance,
+                _instance_missing,
+                b.window,
+                b.min_interval,
+                b.max_instances,
+            )
+            if b.batch_names:
+                self._names = Batcher(
+                    self.find_volumes_by_names,
+                    self._find_volume_by_name,
+                    lambda _: None,
+                    b.window,
+                    b.min_interval,
+                    b.max_volumes,
+                )
 
     # Access and zones.
 
@@ -168,6 +201,11 @@ class Ec2Cloud:
         return convert.to_volume(raw[0])
 
     def get_volume(self, volume_id: str) -> Volume:
+        if self._volumes is not None:
+            return self._volumes.get(volume_id)
+        return self._get_volume(volume_id)
+
+    def _get_volume(self, volume_id: str) -> Volume:
         with translated(f"volume {volume_id}"):
             raw = self._ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"]
         for item in raw:
@@ -186,6 +224,32 @@ class Ec2Cloud:
         return found
 
     def find_volume_by_name(self, name: str) -> Volume | None:
+        if self._names is not None:
+            return self._names.get(name)
+        return self._find_volume_by_name(name)
+
+    def find_volumes_by_names(self, names: Iterable[str]) -> dict[str, Volume]:
+        """For each of ``names`` that a live volume carries (exactly) as its name tag, the oldest such
+        volume; one tag-filtered DescribeVolumes per ID_BATCH names."""
+        candidates: dict[str, list[convert.Raw]] = {}
+        wanted = list(dict.fromkeys(names))
+        for chunk in _chunks(wanted, ID_BATCH):
+            filters: list[FilterTypeDef] = [{"Name": f"tag:{TAG_VOLUME_NAME}", "Values": chunk}]
+            for raw in self._all_pages(self._volume_fetch(filters), VOLUME_PAGE[1]):
+                tag = next(
+                    (t.get("Value", "") for t in raw.get("Tags", []) if t.get("Key") == TAG_VOLUME_NAME), ""
+                )
+                if raw.get("State") not in {s.value for s in _GONE}:
+                    candidates.setdefault(tag, []).append(raw)
+        found: dict[str, Volume] = {}
+        for name in wanted:  # filter values are patterns (* and ?): keep exact matches only
+            alive = candidates.get(name)
+            if alive:
+                alive.sort(key=lambda v: (convert.epoch(v.get("CreateTime")), v["VolumeId"]))  # oldest first
+                found[name] = convert.to_volume(alive[0])
+        return found
+
+    def _find_volume_by_name(self, name: str) -> Volume | None:
         filters = convert.tag_filters({TAG_VOLUME_NAME: name})
         with translated(f"volume named {name!r}"):
             raw = self._ec2.describe_volumes(Filters=filters)["Volumes"]
@@ -206,6 +270,11 @@ class Ec2Cloud:
     # Instances and attachments.
 
     def get_instance(self, instance_id: str) -> Instance:
+        if self._instances is not None:
+            return self._instances.get(instance_id)
+        return self._get_instance(instance_id)
+
+    def _get_instance(self, instance_id: str) -> Instance:
         with translated(f"instance {instance_id}"):
             reservations = self._ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
         for reservation in reservations:
@@ -371,6 +440,14 @@ class Ec2Cloud:
             items.extend(raw)
             if not token:
                 return items
+
+
+def _volume_missing(volume_id: str) -> Volume:
+    raise NotFound(f"volume {volume_id} does not exist")
+
+
+def _instance_missing(instance_id: str) -> Instance:
+    raise NotFound(f"instance {instance_id} does not exist")
 
 
 _DEVICE_TAKEN: Mapping[str, type[ZonalError]] = {"InvalidParameterValue": FailedPrecondition}

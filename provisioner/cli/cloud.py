@@ -1,9 +1,10 @@
 """Cloud flags and the builder that turns them into a ready :class:`~provisioner.aws.ec2.Ec2Cloud`.
 
 ``add_args`` (alias ``add_cloud_args``) adds ``--cloud --region --ec2-endpoint --aws-retry-mode
---aws-max-attempts``; ``cloud_config_from_args`` resolves the region (``--region``, then
-``AWS_REGION`` / ``AWS_DEFAULT_REGION``, then instance metadata) into a
-:class:`~provisioner.config.CloudConfig`; ``build_cloud`` builds the EC2 adapter from it. The
+--aws-max-attempts --[no-]ec2-batching --ec2-batch-window --ec2-rate-scale``;
+``cloud_config_from_args`` resolves the region (``--region``, then ``AWS_REGION`` /
+``AWS_DEFAULT_REGION``, then instance metadata) into a :class:`~provisioner.config.CloudConfig`;
+``build_cloud`` builds the EC2 adapter from it (lookups batched unless ``--no-ec2-batching``). The
 endpoint variable ``AWS_ENDPOINT_URL_EC2`` is not read here: boto3 honours it by itself.
 The ``embedded`` kind (the in-process simulator) is wired by its own module.
 """
@@ -15,6 +16,8 @@ import logging
 import os
 from collections.abc import Callable, Mapping
 
+from provisioner.aws.batcher import BatchSettings
+from provisioner.aws.callmetrics import Ec2Observer
 from provisioner.aws.client import RETRY_MODES, build_ec2_client
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.aws.imds import ImdsClient
@@ -33,6 +36,20 @@ def _attempts(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return n
+
+
+def _positive(value: str) -> float:
+    x = float(value)
+    if x <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return x
+
+
+def _seconds(value: str) -> float:
+    x = float(value)
+    if x < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return x
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -55,13 +72,34 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--aws-retry-mode",
         choices=RETRY_MODES,
         default=_DEFAULTS.retry_mode,
-        help=f"botocore retry mode (default {_DEFAULTS.retry_mode})",
+        help="adaptive: a client-side rate limit per EC2 action that adapts to throttling, retries "
+        "bounded by the RPC deadline; standard: botocore's standard retries "
+        f"(default {_DEFAULTS.retry_mode})",
     )
     g.add_argument(
         "--aws-max-attempts",
         type=_attempts,
         default=_DEFAULTS.max_attempts,
         help=f"attempts per EC2 call, the first included (default {_DEFAULTS.max_attempts})",
+    )
+    g.add_argument(
+        "--ec2-batching",
+        action=argparse.BooleanOptionalAction,
+        default=_DEFAULTS.batching,
+        help="concurrent DescribeVolumes/DescribeInstances lookups share one call (default on)",
+    )
+    g.add_argument(
+        "--ec2-batch-window",
+        type=_seconds,
+        default=_DEFAULTS.batch_window,
+        help=f"seconds a lookup waits for others to join its batch (default {_DEFAULTS.batch_window})",
+    )
+    g.add_argument(
+        "--ec2-rate-scale",
+        type=_positive,
+        default=_DEFAULTS.rate_scale,
+        help="multiplies EC2's documented request rates in the client-side limiter (raised account "
+        "limits; a simulator run with --scale) (default 1)",
     )
 
 
@@ -86,6 +124,10 @@ def resolve_region(
     return flag or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or metadata()
 
 
+def _no_metadata() -> str:
+    return ""
+
+
 def cloud_config_from_args(
     args: argparse.Namespace,
     environ: Mapping[str, str] | None = None,
@@ -93,6 +135,8 @@ def cloud_config_from_args(
 ) -> CloudConfig:
     """The :class:`CloudConfig` for the parsed flags. Refuses to start without a region (aws kind)."""
     env = os.environ if environ is None else environ
+    if args.cloud == "embedded":
+        metadata = _no_metadata  # the embedded cloud never asks a real instance metadata service
     region = resolve_region(args.region, env, metadata)
     if not region:
         if args.cloud == "aws":
@@ -104,16 +148,24 @@ def cloud_config_from_args(
         endpoint_url=args.ec2_endpoint,
         retry_mode=args.aws_retry_mode,
         max_attempts=args.aws_max_attempts,
+        batching=args.ec2_batching,
+        batch_window=args.ec2_batch_window,
+        rate_scale=args.ec2_rate_scale,
     )
 
 
-def build_cloud(config: CloudConfig) -> Ec2Cloud:
-    """The EC2 adapter for ``config`` (kind ``aws``)."""
+def batch_settings(config: CloudConfig) -> BatchSettings | None:
+    """How the adapter batches lookups, or None with ``--no-ec2-batching``."""
+    return BatchSettings(window=config.batch_window) if config.batching else None
+
+
+def build_cloud(config: CloudConfig, metrics: Ec2Observer | None = None) -> Ec2Cloud:
+    """The EC2 adapter for ``config`` (kind ``aws``); every EC2 call is reported to ``metrics``."""
     if config.kind != "aws":
         raise CliError(f"--cloud {config.kind} is not built by provisioner.cli.cloud.build_cloud")
     try:
-        client = build_ec2_client(config)
+        client = build_ec2_client(config, metrics=metrics)
     except ValueError as e:
         raise CliError(str(e)) from e
     log.info("EC2 in %s via %s", config.region, client.meta.endpoint_url)
-    return Ec2Cloud(client, config.region)
+    return Ec2Cloud(client, config.region, batch_settings(config))

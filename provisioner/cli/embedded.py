@@ -20,14 +20,17 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import SimConfig, Simulator
-from provisioner.aws.sim.config import Delays
-from provisioner.aws.sim.hooks import BackerHooks
 from provisioner.mount.devices import NVME_BY_ID_PREFIX
 from provisioner.mount.loopback import LoopBacker
 from provisioner.ports.node import NodeMetadata
+
+if TYPE_CHECKING:
+    # The simulator imports moto (~2 s); every `zonal` command imports this module, so the simulator
+    # is imported only when an embedded cloud is built.
+    from provisioner.aws.sim import Simulator
 
 log = logging.getLogger("zonal.embedded")
 
@@ -53,18 +56,24 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class LinkingHooks(BackerHooks):
+class LinkingHooks:
     """BackerHooks that also link each backing device under ``/dev/disk/by-id`` like Nitro does."""
 
     def __init__(self, backer: LoopBacker, dev_root: str = "/dev") -> None:
-        super().__init__(backer)
+        from provisioner.aws.sim.hooks import BackerHooks
+
+        self._inner = BackerHooks(backer)
         self._dev_root = dev_root
+
+    @property
+    def devices(self) -> dict[str, str]:
+        return self._inner.devices
 
     def link(self, volume_id: str) -> Path:
         return Path(self._dev_root) / (NVME_BY_ID_PREFIX + volume_id.replace("-", ""))
 
     def attached(self, volume_id: str, instance_id: str, device: str, size_gib: int) -> None:
-        super().attached(volume_id, instance_id, device, size_gib)
+        self._inner.attached(volume_id, instance_id, device, size_gib)
         target = self.devices.get(volume_id)
         if target:
             link = self.link(volume_id)
@@ -76,12 +85,15 @@ class LinkingHooks(BackerHooks):
     def detached(self, volume_id: str, instance_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.link(volume_id).unlink()
-        super().detached(volume_id, instance_id)
+        self._inner.detached(volume_id, instance_id)
 
     def deleted(self, volume_id: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.link(volume_id).unlink()
-        super().deleted(volume_id)
+        self._inner.deleted(volume_id)
+
+    def resized(self, volume_id: str, size_gib: int) -> None:
+        self._inner.resized(volume_id, size_gib)
 
 
 @dataclass
@@ -121,6 +133,9 @@ def build_embedded(
     back_devices: bool | None = None,
 ) -> EmbeddedCloud:
     """Start an embedded EC2 account with one instance in ``node_zone`` (the first zone if empty)."""
+    from provisioner.aws.sim import SimConfig, Simulator
+    from provisioner.aws.sim.config import Delays
+
     zone = node_zone or zones[0]
     if zone not in zones:
         raise ValueError(f"node zone {zone} is not one of the embedded zones {', '.join(zones)}")

@@ -110,9 +110,11 @@ def run(args: argparse.Namespace) -> int:
     online_expansion = False
     node_metadata = None
     try:
-        cloud_config = cloud.cloud_config_from_args(args)
+        # A node on real AWS never calls EC2: it needs no region (and must not wait on IMDS for one).
+        needs_cloud = mode != "node" or args.cloud == "embedded"
+        cloud_config = cloud.cloud_config_from_args(args) if needs_cloud else None
         ec2 = None
-        if cloud_config.kind == "embedded":
+        if cloud_config is not None and cloud_config.kind == "embedded":
             zones = tuple(z.strip() for z in args.embedded_zones.split(",") if z.strip())
             try:
                 emb = embedded.build_embedded(
@@ -128,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
             ec2 = emb.cloud
             node_metadata = emb.node
         if mode in ("controller", "all"):
-            if ec2 is None:
+            if ec2 is None and cloud_config is not None:
                 ec2 = cloud.build_cloud(cloud_config)
+            assert ec2 is not None
             core = ControllerCore(
                 ec2,
                 SystemClock(),

@@ -13,6 +13,9 @@ zone EC2 reports. Documented choices:
   reschedule); the client token is then rotated so the retry creates a fresh volume.
 * A wait that outlives the deadline raises DeadlineExceeded (ABORTED): the sidecar retries with the
   same name and finds the volume.
+* Restore and clone (see :mod:`.sources`): the volume is at least its source's size (grown to it when
+  the request is smaller, OUT_OF_RANGE only when ``limit_bytes`` forbids that); a clone is made in its
+  source's zone. Snapshots are in :mod:`.snapshots`, expansion and modification in :mod:`.modify`.
 * ListVolumes pages itself: it lists this driver's volumes sorted by id and its token is the id of the
   next entry, so any ``max_entries`` works (EC2's own MaxResults must be ≥ 5) and a token survives the
   deletion of the volume it names.
@@ -21,6 +24,7 @@ zone EC2 reports. Documented choices:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import re
@@ -31,6 +35,7 @@ from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller.attach import Attacher
 from provisioner.controller.common import (
+    TAG_SOURCE_VOLUME,
     ControllerCapability,
     CreatedVolume,
     InFlight,
@@ -45,6 +50,9 @@ from provisioner.controller.common import (
     volume_status,
     wants_multi_attach,
 )
+from provisioner.controller.modify import Expanded, Modifier
+from provisioner.controller.snapshots import Snapshotter
+from provisioner.controller.sources import SourcePlan, Sources, size_for
 from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -63,6 +71,7 @@ from provisioner.model import (
     CapacityRange,
     ContentSource,
     Page,
+    Snapshot,
     TopologyRequirement,
     Volume,
     VolumeCapability,
@@ -73,6 +82,8 @@ from provisioner.model import (
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
 from provisioner.topology.zones import ZoneChoice, choose_zone, requested_zones, zone_in_requirement
+
+SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
 _VOLUME_ID = re.compile(r"^vol-[0-9a-f]+$")
 _LIST_PAGE = 1000
@@ -85,6 +96,9 @@ def client_token(name: str, generation: int = 0) -> str:
 
 
 class ControllerCore:
+    # The Identity service advertises ONLINE volume expansion: EBS grows attached volumes.
+    online_expansion = True
+
     def __init__(
         self,
         cloud: Cloud,
@@ -101,6 +115,9 @@ class ControllerCore:
         self.waiter = Waiter(clock, config)
         self.inflight = InFlight()
         self.attacher = Attacher(cloud, self.waiter, config, self.inflight, self.log)
+        self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log)
+        self.modifier = Modifier(cloud, self.waiter, config, self.log)
+        self.sources = Sources(cloud, self.waiter, driver, self.log)
         self._lock = threading.Lock()
         self._token_generation: dict[str, int] = {}
         self._probe_ok_at: float | None = None
@@ -125,7 +142,7 @@ class ControllerCore:
             raise InvalidArgument("volume_capabilities is required")
         for capability in capabilities:
             check_capability(capability)
-        snapshot_id = self._source_snapshot(source)
+        # CSI 1.11: mutable_parameters (the VolumeAttributesClass) win over parameters.
         parsed = P.parse_parameters(P.merge_mutable(parameters, mutable_parameters))
         P.validate_format_options(parsed.volume_context, capabilities)
         multi_attach = any(wants_multi_attach(c) for c in capabilities)
@@ -134,8 +151,15 @@ class ControllerCore:
                 "parameter 'type': MULTI_NODE_MULTI_WRITER needs io2 (multi-attach), "
                 f"not {parsed.volume_type}"
             )
-        size_gib = P.capacity_gib(capacity, parsed.volume_type)
-        tags = {**self.driver.extra_tags, **parsed.tags, **ownership_tags(self.driver), TAG_VOLUME_NAME: name}
+        plan = self.sources.plan(source, requirement)
+        size_gib = size_for(capacity, parsed.volume_type, plan)
+        tags = {
+            **self.driver.extra_tags,
+            **parsed.tags,
+            **plan.tags,
+            **ownership_tags(self.driver),
+            TAG_VOLUME_NAME: name,
+        }
         spec = VolumeSpec(
             name=name,
             size_gib=size_gib,
@@ -145,18 +169,24 @@ class ControllerCore:
             encrypted=parsed.encrypted,
             kms_key_id=parsed.kms_key_id,
             multi_attach=multi_attach,
-            snapshot_id=snapshot_id,
+            snapshot_id=plan.snapshot_id,
             tags=tags,
         )
         until = self.waiter.deadline(deadline)
         with self.inflight.guard(f"create:{name}", f"creating volume {name}"):
             existing = self.cloud.find_volume_by_name(name)
             if existing is not None:
-                self._check_existing(existing, spec, capacity, requirement)
+                self._check_existing(existing, spec, capacity, requirement, plan)
                 volume = self._wait_available(existing, until)
-                return self._created(volume, parsed.volume_context, None)
-            zones = self.cloud.availability_zones()
-            choice = choose_zone(requirement, zones, name, self.config.default_zone)
+                if plan.clone_of:
+                    self.sources.remove_intermediate(name)
+                return self._created(volume, parsed.volume_context, None, plan.source)
+            if plan.zone:
+                choice = ZoneChoice(plan.zone, SOURCE_ZONE)
+            else:
+                choice = choose_zone(
+                    requirement, self.cloud.availability_zones(), name, self.config.default_zone
+                )
             for skip in choice.skipped:
                 self.log.warning(
                     "volume %s: skipped %s[%d] zone %s: %s",
@@ -167,18 +197,29 @@ class ControllerCore:
                     skip.reason,
                 )
             self.log.info("volume %s: %s", name, choice.describe())
-            volume = self._create(spec, choice.zone)
-            volume = self._wait_available(volume, until)
-            return self._created(volume, parsed.volume_context, choice)
+            if plan.clone_of:
+                volume = self._clone(spec, plan, until)
+            else:
+                with self.snapshotter.restoring(plan.snapshot_id):
+                    volume = self._create(spec, choice.zone)
+                    volume = self._wait_available(volume, until)
+            return self._created(volume, parsed.volume_context, choice, plan.source)
 
-    def _source_snapshot(self, source: ContentSource | None) -> str:
-        """The snapshot to restore from. Hook for the snapshots issue; until then any source is refused."""
-        if source is not None and (source.snapshot_id or source.volume_id):
-            # CSI: an unsupported call (here: a content source) → UNIMPLEMENTED; not advertised.
-            raise Unimplemented("creating a volume from a snapshot or another volume is not supported yet")
-        return ""
+    def _clone(self, spec: VolumeSpec, plan: SourcePlan, until: Deadline) -> Volume:
+        """CopyVolumes if the endpoint has it, else snapshot-then-restore (see :mod:`.sources`)."""
+        try:
+            volume = self._create(spec, plan.zone, copy_from=plan.clone_of)
+        except Unimplemented:
+            snapshot = self.sources.intermediate_snapshot(spec.name, plan.clone_of, until)
+            restored = dataclasses.replace(spec, snapshot_id=snapshot.snapshot_id)
+            with self.snapshotter.restoring(snapshot.snapshot_id):
+                volume = self._create(restored, plan.zone)
+                volume = self._wait_available(volume, until)
+            self.sources.remove_intermediate(spec.name)
+            return volume
+        return self._wait_available(volume, until)
 
-    def _create(self, spec: VolumeSpec, zone: str) -> Volume:
+    def _create(self, spec: VolumeSpec, zone: str, copy_from: str = "") -> Volume:
         """CreateVolume with the name's current client token.
 
         No volume carries the name (it was looked up first), so a token EC2 still remembers belongs to
@@ -188,8 +229,12 @@ class ControllerCore:
         for attempt in (1, 2):
             with self._lock:
                 generation = self._token_generation.get(spec.name, 0)
+            token = client_token(spec.name, generation)
             try:
-                volume = self.cloud.create_volume(spec, zone, client_token(spec.name, generation))
+                if copy_from:
+                    volume = self.cloud.copy_volume(copy_from, spec, token)
+                else:
+                    volume = self.cloud.create_volume(spec, zone, token)
             except AlreadyExists as e:
                 self._rotate_token(spec.name)
                 if attempt == 1:
@@ -210,7 +255,12 @@ class ControllerCore:
             self._token_generation[name] = self._token_generation.get(name, 0) + 1
 
     def _check_existing(
-        self, existing: Volume, spec: VolumeSpec, capacity: CapacityRange, requirement: TopologyRequirement
+        self,
+        existing: Volume,
+        spec: VolumeSpec,
+        capacity: CapacityRange,
+        requirement: TopologyRequirement,
+        plan: SourcePlan,
     ) -> None:
         """CSI: a volume with this name that is incompatible with the request → ALREADY_EXISTS."""
         label = volume_label(existing)
@@ -236,7 +286,12 @@ class ControllerCore:
             problems.append(f"KMS key {existing.kms_key_id or 'default'} (requested {spec.kms_key_id})")
         if existing.multi_attach != spec.multi_attach:
             problems.append(f"multi-attach={existing.multi_attach} (requested {spec.multi_attach})")
-        if existing.snapshot_id != spec.snapshot_id:
+        # CSI: the source is part of compatibility. A clone's own SnapshotId may name an intermediate
+        # snapshot, so clones are compared by the source-volume tag.
+        if plan.clone_of or existing.tags.get(TAG_SOURCE_VOLUME):
+            if existing.tags.get(TAG_SOURCE_VOLUME, "") != plan.clone_of:
+                problems.append(f"source volume {existing.tags.get(TAG_SOURCE_VOLUME) or 'none'}")
+        elif existing.snapshot_id != spec.snapshot_id:
             problems.append(f"source snapshot {existing.snapshot_id or 'none'}")
         if problems:
             raise AlreadyExists(f"volume {label} already exists with incompatible " + ", ".join(problems))
@@ -274,7 +329,11 @@ class ControllerCore:
         return None if volume.state is VolumeState.CREATING else volume
 
     def _created(
-        self, volume: Volume, context: Mapping[str, str], choice: ZoneChoice | None
+        self,
+        volume: Volume,
+        context: Mapping[str, str],
+        choice: ZoneChoice | None,
+        source: ContentSource | None = None,
     ) -> CreatedVolume:
         return CreatedVolume(
             volume_id=volume.volume_id,
@@ -282,7 +341,7 @@ class ControllerCore:
             volume_context=dict(context),
             # Read back from EC2, never echoed from the request (aws-ebs-csi-driver #2830).
             accessible_topology=({ZONE_KEY: volume.zone},),
-            content_source=None,
+            content_source=source,  # CSI: a volume made from a source echoes it
             zone_choice=choice,
         )
 
@@ -412,3 +471,39 @@ class ControllerCore:
     def capabilities(self) -> frozenset[ControllerCapability]:
         """What ControllerGetCapabilities advertises: only what this core implements."""
         return frozenset(ControllerCapability)
+
+    # Snapshots (see snapshots.py).
+
+    def create_snapshot(self, name: str, source_volume_id: str, parameters: Mapping[str, str]) -> Snapshot:
+        return self.snapshotter.create(name, source_volume_id, parameters)
+
+    def delete_snapshot(self, snapshot_id: str) -> None:
+        self.snapshotter.delete(snapshot_id)
+
+    def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        return self.snapshotter.get(snapshot_id)
+
+    def list_snapshots(
+        self,
+        snapshot_id: str = "",
+        source_volume_id: str = "",
+        max_entries: int = 0,
+        starting_token: str = "",
+    ) -> Page[Snapshot]:
+        return self.snapshotter.list(snapshot_id, source_volume_id, max_entries, starting_token)
+
+    # Expansion and modification (see modify.py).
+
+    def expand_volume(
+        self,
+        volume_id: str,
+        capacity: CapacityRange | None,
+        capability: VolumeCapability | None,
+        deadline: Deadline | None,
+    ) -> Expanded:
+        return self.modifier.expand(volume_id, capacity, capability, deadline)
+
+    def modify_volume(
+        self, volume_id: str, mutable_parameters: Mapping[str, str], deadline: Deadline | None
+    ) -> None:
+        self.modifier.modify(volume_id, mutable_parameters, deadline)

@@ -9,6 +9,7 @@ them to status codes in one table. RPCs the core does not implement raise ``Unim
 from __future__ import annotations
 
 import grpc
+from google.protobuf import timestamp_pb2
 
 from provisioner.controller import ControllerCore, VolumeStatus
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
@@ -23,6 +24,7 @@ from provisioner.csi.convert import (
     segments_to_pb,
 )
 from provisioner.errors import Unimplemented
+from provisioner.model import GIB, Snapshot
 from provisioner.ports.clock import Deadline
 
 _RPC = csi_pb2.ControllerServiceCapability.RPC
@@ -35,6 +37,18 @@ def _volume_pb(status: VolumeStatus) -> csi_pb2.Volume:
         volume_id=status.volume_id,
         capacity_bytes=status.capacity_bytes,
         accessible_topology=segments_to_pb(status.accessible_topology),
+    )
+
+
+def _snapshot_pb(snapshot: Snapshot) -> csi_pb2.Snapshot:
+    created = timestamp_pb2.Timestamp()
+    created.FromNanoseconds(int(snapshot.created_at * 1e9))
+    return csi_pb2.Snapshot(
+        size_bytes=snapshot.size_gib * GIB,
+        snapshot_id=snapshot.snapshot_id,
+        source_volume_id=snapshot.source_volume_id,
+        creation_time=created,
+        ready_to_use=snapshot.ready,  # EC2 state completed
     )
 
 
@@ -178,39 +192,67 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ControllerGetCapabilitiesResponse:
         return self._capabilities
 
+    # Snapshots, expansion and modification.
+
+    def CreateSnapshot(
+        self, request: csi_pb2.CreateSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateSnapshotResponse:
+        require(request.name, "name")
+        require(request.source_volume_id, "source_volume_id")
+        snapshot = self.core.create_snapshot(request.name, request.source_volume_id, dict(request.parameters))
+        return csi_pb2.CreateSnapshotResponse(snapshot=_snapshot_pb(snapshot))
+
+    def DeleteSnapshot(
+        self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.DeleteSnapshotResponse:
+        require(request.snapshot_id, "snapshot_id")
+        self.core.delete_snapshot(request.snapshot_id)
+        return csi_pb2.DeleteSnapshotResponse()
+
+    def ListSnapshots(
+        self, request: csi_pb2.ListSnapshotsRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ListSnapshotsResponse:
+        page = self.core.list_snapshots(
+            request.snapshot_id, request.source_volume_id, request.max_entries, request.starting_token
+        )
+        return csi_pb2.ListSnapshotsResponse(
+            entries=[csi_pb2.ListSnapshotsResponse.Entry(snapshot=_snapshot_pb(s)) for s in page.items],
+            next_token=page.next_token,
+        )
+
+    def GetSnapshot(
+        self, request: csi_pb2.GetSnapshotRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.GetSnapshotResponse:
+        require(request.snapshot_id, "snapshot_id")
+        return csi_pb2.GetSnapshotResponse(snapshot=_snapshot_pb(self.core.get_snapshot(request.snapshot_id)))
+
+    def ControllerExpandVolume(
+        self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerExpandVolumeResponse:
+        require(request.volume_id, "volume_id")
+        require(request.HasField("capacity_range"), "capacity_range")
+        expanded = self.core.expand_volume(
+            request.volume_id,
+            capacity_from_pb(request.capacity_range),
+            capability_from_pb(request.volume_capability) if request.HasField("volume_capability") else None,
+            self._deadline(context),
+        )
+        return csi_pb2.ControllerExpandVolumeResponse(
+            capacity_bytes=expanded.capacity_bytes,
+            node_expansion_required=expanded.node_expansion_required,
+        )
+
+    def ControllerModifyVolume(
+        self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.ControllerModifyVolumeResponse:
+        require(request.volume_id, "volume_id")
+        require(len(request.mutable_parameters), "mutable_parameters")
+        self.core.modify_volume(request.volume_id, dict(request.mutable_parameters), self._deadline(context))
+        return csi_pb2.ControllerModifyVolumeResponse()
+
     # Not advertised, answered UNIMPLEMENTED (CSI: "Call not implemented").
 
     def GetCapacity(
         self, request: csi_pb2.GetCapacityRequest, context: grpc.ServicerContext
     ) -> csi_pb2.GetCapacityResponse:
         raise Unimplemented("GetCapacity is not supported: EBS has no capacity pool")
-
-    def CreateSnapshot(
-        self, request: csi_pb2.CreateSnapshotRequest, context: grpc.ServicerContext
-    ) -> csi_pb2.CreateSnapshotResponse:
-        raise Unimplemented("CreateSnapshot is not supported yet")
-
-    def DeleteSnapshot(
-        self, request: csi_pb2.DeleteSnapshotRequest, context: grpc.ServicerContext
-    ) -> csi_pb2.DeleteSnapshotResponse:
-        raise Unimplemented("DeleteSnapshot is not supported yet")
-
-    def ListSnapshots(
-        self, request: csi_pb2.ListSnapshotsRequest, context: grpc.ServicerContext
-    ) -> csi_pb2.ListSnapshotsResponse:
-        raise Unimplemented("ListSnapshots is not supported yet")
-
-    def GetSnapshot(
-        self, request: csi_pb2.GetSnapshotRequest, context: grpc.ServicerContext
-    ) -> csi_pb2.GetSnapshotResponse:
-        raise Unimplemented("GetSnapshot is not supported yet")
-
-    def ControllerExpandVolume(
-        self, request: csi_pb2.ControllerExpandVolumeRequest, context: grpc.ServicerContext
-    ) -> csi_pb2.ControllerExpandVolumeResponse:
-        raise Unimplemented("ControllerExpandVolume is not supported yet")
-
-    def ControllerModifyVolume(
-        self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.ServicerContext
-    ) -> csi_pb2.ControllerModifyVolumeResponse:
-        raise Unimplemented("ControllerModifyVolume is not supported yet")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Protocol
 
 
@@ -52,3 +55,23 @@ class Deadline:
         """``seconds`` shortened so that it does not pass the deadline (never negative)."""
         r = self.remaining()
         return max(0.0, seconds if r is None else min(seconds, r))
+
+
+# The deadline of the RPC this thread serves, for code deep below the core (the EC2 adapter's retries
+# and rate-limit waits) that has no Deadline parameter. Set by the CSI layer around each call.
+_CURRENT_DEADLINE: ContextVar[Deadline | None] = ContextVar("zonal_current_deadline", default=None)
+
+
+def current_deadline() -> Deadline | None:
+    """The deadline set by the innermost :func:`deadline_scope` of this thread, if any."""
+    return _CURRENT_DEADLINE.get()
+
+
+@contextmanager
+def deadline_scope(deadline: Deadline | None) -> Iterator[None]:
+    """Make ``deadline`` the :func:`current_deadline` inside the block (restored afterwards)."""
+    token = _CURRENT_DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _CURRENT_DEADLINE.reset(token)

@@ -110,6 +110,10 @@ class ProvisionerLoop:
         self.volumes = WorkQueue(Backoff(*backoff))
         self.outcomes: list[tuple[str, Outcome]] = []  # the latest outcomes, for /healthz and tests
         self._stop = threading.Event()
+        if metrics is not None:
+            # Read at scrape time, so the gauge is never stale.
+            metrics.queue_depth.labels("claims").set_function(self.claims.pending)
+            metrics.queue_depth.labels("volumes").set_function(self.volumes.pending)
 
     # --- events → keys ----------------------------------------------------------------------------------
 
@@ -151,8 +155,6 @@ class ProvisionerLoop:
                 log.info("%s: %s %s", key, outcome.step.value, outcome.message)
 
     def _observe(self, queue: WorkQueue, key: str, outcome: Outcome, metrics: Metrics) -> None:
-        metrics.queue_depth.labels("claims").set(self.claims.pending())
-        metrics.queue_depth.labels("volumes").set(self.volumes.pending())
         if queue is self.claims and outcome.step in (Step.DONE, Step.STOP):
             started = self._first_seen.pop(key, None)
             if started is not None:

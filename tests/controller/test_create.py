@@ -297,11 +297,12 @@ def test_bad_parameter_and_capacity_fail_before_any_cloud_call(
     assert sum(cloud.calls.values()) == 0
 
 
-def test_content_source_is_unimplemented(core: ControllerCore) -> None:
-    with pytest.raises(errors.Unimplemented):
+def test_missing_source_snapshot_is_not_found_and_empty_source_is_none(core: ControllerCore) -> None:
+    with pytest.raises(errors.NotFound, match="snap-0123456789abcdef0"):
         create(core, source=ContentSource(snapshot_id="snap-0123456789abcdef0"))
     # an empty source is no source
-    assert create(core, source=ContentSource()).volume_id
+    created = create(core, source=ContentSource())
+    assert created.volume_id and created.content_source is None
 
 
 def test_cloud_errors_propagate(core: ControllerCore, cloud: FakeCloud) -> None:

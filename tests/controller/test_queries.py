@@ -130,4 +130,11 @@ def test_capabilities_are_what_works(core: ControllerCore) -> None:
         ControllerCapability.LIST_VOLUMES_PUBLISHED_NODES,
         ControllerCapability.GET_VOLUME,
         ControllerCapability.VOLUME_CONDITION,
+        ControllerCapability.CLONE_VOLUME,
+        ControllerCapability.CREATE_DELETE_SNAPSHOT,
+        ControllerCapability.LIST_SNAPSHOTS,
+        ControllerCapability.GET_SNAPSHOT,
+        ControllerCapability.EXPAND_VOLUME,
+        ControllerCapability.MODIFY_VOLUME,
     }
+    assert core.online_expansion

@@ -137,7 +137,7 @@ def test_error_codes(stubs: Stubs) -> None:
     )
     expect(ctl.ListVolumes, csi_pb2.ListVolumesRequest(starting_token="nope"), grpc.StatusCode.ABORTED)
     expect(ctl.GetCapacity, csi_pb2.GetCapacityRequest(), grpc.StatusCode.UNIMPLEMENTED)
-    expect(ctl.CreateSnapshot, csi_pb2.CreateSnapshotRequest(), grpc.StatusCode.UNIMPLEMENTED)
+    expect(ctl.CreateSnapshot, csi_pb2.CreateSnapshotRequest(), grpc.StatusCode.INVALID_ARGUMENT)
     assert len(cases) == 11
 
 
@@ -162,4 +162,10 @@ def test_list_validate_and_capabilities(stubs: Stubs) -> None:
         "LIST_VOLUMES_PUBLISHED_NODES",
         "GET_VOLUME",
         "VOLUME_CONDITION",
+        "CLONE_VOLUME",
+        "CREATE_DELETE_SNAPSHOT",
+        "LIST_SNAPSHOTS",
+        "GET_SNAPSHOT",
+        "EXPAND_VOLUME",
+        "MODIFY_VOLUME",
     }

@@ -100,7 +100,9 @@ class FakeCloud:
         self.copied: list[tuple[str, VolumeSpec, str]] = []  # (source, spec, token) per copy call
         self._snap_polls: dict[str, int] = {}
         self._mod_polls: dict[str, int] = {}
-        self._mod_count: collections.Counter[str] = collections.Counter()        # The next created volumes end in this state instead of available (e.g. VolumeState.ERROR).
+        self._mod_count: collections.Counter[str] = (
+            collections.Counter()
+        )  # The next created volumes end in this state instead of available (e.g. VolumeState.ERROR).
         self.create_outcome = VolumeState.AVAILABLE
         # Attachments never leave "attaching" (the EBS "stuck attaching" failure).
         self.stuck_attaching = False
@@ -363,7 +365,9 @@ class FakeCloud:
         with self._lock:
             v = self._volume(volume_id).volume
             state = "pending" if self.snapshot_polls > 0 else "completed"
-            snap = Snapshot(f"snap-{next(self._ids):017x}", volume_id, v.size_gib, state, self._now(), dict(tags))
+            snap = Snapshot(
+                f"snap-{next(self._ids):017x}", volume_id, v.size_gib, state, self._now(), dict(tags)
+            )
             self.snapshots[snap.snapshot_id] = snap
             return snap
 
@@ -433,7 +437,12 @@ class FakeCloud:
                 )
             if size_gib is not None and size_gib < v.size_gib:
                 raise errors.InvalidArgument("InvalidParameterValue: new size cannot be smaller")
-            changes = {"size_gib": size_gib, "volume_type": volume_type, "iops": iops, "throughput": throughput}
+            changes = {
+                "size_gib": size_gib,
+                "volume_type": volume_type,
+                "iops": iops,
+                "throughput": throughput,
+            }
             self.modified.append((volume_id, {k: val for k, val in changes.items() if val is not None}))
             self._mod_count[volume_id] += 1
             self._mod_polls[volume_id] = 0
