@@ -18,6 +18,7 @@ from provisioner.cli.logs import add_logging_args, setup_logging
 COMMAND_MODULES = (
     "provisioner.cli.serve",
     "provisioner.cli.provision",
+    "provisioner.cli.csi",
     "provisioner.cli.explain",
     "provisioner.cli.translate",
     "provisioner.cli.demo",

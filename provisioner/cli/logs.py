@@ -61,5 +61,7 @@ def setup_logging(fmt: str, verbosity: int) -> None:
     root.setLevel(level)
     # Our own start-up and RPC lines are useful at the default level too.
     logging.getLogger("zonal").setLevel(min(level, logging.INFO))
-    for noisy in ("botocore", "boto3", "urllib3", "kubernetes", "werkzeug"):
+    for noisy in ("botocore", "boto3", "kubernetes", "werkzeug"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    # urllib3 warns on every connection retry; our own error line says what failed (-vv shows them).
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if verbosity >= 2 else logging.ERROR)

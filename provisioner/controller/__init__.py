@@ -1,8 +1,10 @@
 """The CSI Controller service's behaviour, over ports only (no grpc, no boto3).
 
 :mod:`.core` holds :class:`ControllerCore` (create/delete/list/get/probe), :mod:`.attach` the
-publish/unpublish half, :mod:`.common` the pieces both share. A package rather than one module so the
-import-linter contracts on ``provisioner.controller`` cover every part of it.
+publish/unpublish half, :mod:`.snapshots` the snapshot RPCs, :mod:`.sources` restore and clone,
+:mod:`.modify` expansion and modification (with the merge window), :mod:`.common` the shared
+pieces. A package rather than one module so the import-linter contracts on
+``provisioner.controller`` cover every part of it.
 """
 
 from provisioner.controller.attach import DEVICE_NAMES, PUBLISH_CONTEXT_DEVICE_PATH

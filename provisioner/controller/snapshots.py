@@ -1,0 +1,254 @@
+"""CreateSnapshot / DeleteSnapshot / ListSnapshots / GetSnapshot over the Cloud port.
+
+Idempotency is by name: every snapshot carries ``CSIVolumeSnapshotName=<name>``; a retry finds it and
+answers with it (same source volume) or ALREADY_EXISTS (another source). CreateSnapshot never waits for
+``completed``: the snapshotter polls ``ready_to_use`` through ListSnapshots. Over ports only: no
+boto3, no grpc.
+
+Documented choices:
+
+* ListSnapshots without ``snapshot_id`` lists only this driver's snapshots (ownership tags), sorted by
+  id; its token is the id of the next entry, like ListVolumes. With a ``snapshot_id`` (and GetSnapshot)
+  any snapshot the account can see is answered, because a pre-provisioned VolumeSnapshotContent names
+  a snapshot that the driver did not create and the snapshotter reads its status this way.
+* DeleteSnapshot refuses (FAILED_PRECONDITION) a snapshot the driver did not create, unless foreign
+  deletes are allowed (the same switch as for volumes), and one that a volume is being restored from.
+* A snapshot found by name in EC2's ``error`` state is deleted and the call answers UNAVAILABLE, so the
+  retry creates a fresh one.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import re
+import threading
+from collections.abc import Iterator, Mapping
+
+from provisioner import params as P
+from provisioner.config import ControllerConfig, DriverConfig
+from provisioner.controller.common import InFlight, owner_filter, ownership_tags
+from provisioner.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    InvalidStartingToken,
+    NotFound,
+    Unavailable,
+)
+from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState
+from provisioner.ports.cloud import Cloud
+
+# Marks the intermediate snapshot of a snapshot-then-restore clone (see sources.py); never listed.
+TAG_INTERMEDIATE = "zonal.dev/intermediate"
+
+SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]+$")
+_LIST_PAGE = 1000
+
+# CreateSnapshot parameter keys (lower case): the snapshotter's extra metadata and tag specifications.
+KEY_SNAPSHOT_NAME = "csi.storage.k8s.io/volumesnapshot/name"
+KEY_SNAPSHOT_NAMESPACE = "csi.storage.k8s.io/volumesnapshot/namespace"
+KEY_SNAPSHOT_CONTENT_NAME = "csi.storage.k8s.io/volumesnapshotcontent/name"
+# The tags they become (aws-ebs-csi-driver's names, so tooling that reads them keeps working).
+TAG_SNAPSHOT_OBJECT_NAME = "kubernetes.io/created-for/volumesnapshot/name"
+TAG_SNAPSHOT_OBJECT_NAMESPACE = "kubernetes.io/created-for/volumesnapshot/namespace"
+TAG_SNAPSHOT_CONTENT_NAME = "kubernetes.io/created-for/volumesnapshotcontent/name"
+_METADATA_TAGS = {
+    KEY_SNAPSHOT_NAME: TAG_SNAPSHOT_OBJECT_NAME,
+    KEY_SNAPSHOT_NAMESPACE: TAG_SNAPSHOT_OBJECT_NAMESPACE,
+    KEY_SNAPSHOT_CONTENT_NAME: TAG_SNAPSHOT_CONTENT_NAME,
+}
+
+
+def snapshot_tags(parameters: Mapping[str, str]) -> dict[str, str]:
+    """CreateSnapshot ``parameters`` → tags. Unknown keys are INVALID_ARGUMENT, named."""
+    tags: dict[str, str] = {}
+    for key, value in parameters.items():
+        lower = key.lower()
+        if lower.startswith(P.KEY_TAG_SPEC_PREFIX) and len(lower) > len(P.KEY_TAG_SPEC_PREFIX):
+            tag_key, tag_value = P.parse_tag_spec(key, value)
+            tags[tag_key] = tag_value
+        elif lower in _METADATA_TAGS:
+            if value:
+                tags[_METADATA_TAGS[lower]] = value
+        else:
+            # CSI: invalid or unsupported field in the request → INVALID_ARGUMENT.
+            raise InvalidArgument(f"unknown snapshot parameter {key!r}")
+    return tags
+
+
+def is_owned_snapshot(snapshot: Snapshot, driver: DriverConfig) -> bool:
+    return all(snapshot.tags.get(k) == v for k, v in owner_filter(driver).items())
+
+
+class Snapshotter:
+    def __init__(
+        self,
+        cloud: Cloud,
+        driver: DriverConfig,
+        config: ControllerConfig,
+        inflight: InFlight,
+        logger: logging.Logger,
+    ) -> None:
+        self.cloud = cloud
+        self.driver = driver
+        self.config = config
+        self.inflight = inflight
+        self.log = logger
+        self._lock = threading.Lock()
+        self._restoring: collections.Counter[str] = collections.Counter()
+
+    @contextlib.contextmanager
+    def restoring(self, snapshot_id: str) -> Iterator[None]:
+        """Mark ``snapshot_id`` as the source of a restore running in this process."""
+        with self._lock:
+            self._restoring[snapshot_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._restoring[snapshot_id] -= 1
+                if self._restoring[snapshot_id] <= 0:
+                    del self._restoring[snapshot_id]
+
+    def create(self, name: str, source_volume_id: str, parameters: Mapping[str, str]) -> Snapshot:
+        # CSI: missing name or source → INVALID_ARGUMENT.
+        if not name:
+            raise InvalidArgument("name is required")
+        if not source_volume_id:
+            raise InvalidArgument("source_volume_id is required")
+        extra = snapshot_tags(parameters)
+        with self.inflight.guard(f"snapshot:{name}", f"creating snapshot {name}"):
+            existing = self.cloud.find_snapshot_by_name(name)
+            if existing is not None:
+                return self._existing(existing, name, source_volume_id)
+            tags = {
+                **self.driver.extra_tags,
+                **extra,
+                **ownership_tags(self.driver),
+                TAG_SNAPSHOT_NAME: name,
+            }
+            # CSI: unknown source volume → NOT_FOUND; SnapshotLimitExceeded → RESOURCE_EXHAUSTED
+            # (both raised by the port).
+            snapshot = self.cloud.create_snapshot(
+                source_volume_id, tags, f"Created by {self.driver.driver_name} for {name}"
+            )
+            self.log.info("created snapshot %s (%s) of %s", snapshot.snapshot_id, name, source_volume_id)
+            return snapshot
+
+    def _existing(self, existing: Snapshot, name: str, source_volume_id: str) -> Snapshot:
+        if not is_owned_snapshot(existing, self.driver):
+            raise AlreadyExists(
+                f"snapshot {existing.snapshot_id} carries the name {name} but was not created by "
+                f"{self.driver.driver_name}"
+            )
+        if existing.source_volume_id != source_volume_id:
+            # CSI: snapshot already exists but is incompatible → ALREADY_EXISTS.
+            raise AlreadyExists(
+                f"snapshot {name} already exists as {existing.snapshot_id} of volume "
+                f"{existing.source_volume_id}, not of {source_volume_id}"
+            )
+        if existing.state == "error":
+            with contextlib.suppress(NotFound):
+                self.cloud.delete_snapshot(existing.snapshot_id)
+            raise Unavailable(
+                f"snapshot {existing.snapshot_id} ({name}) failed in EC2 (state error) and was deleted; retry"
+            )
+        return existing
+
+    def delete(self, snapshot_id: str) -> None:
+        if not snapshot_id:
+            raise InvalidArgument("snapshot_id is required")
+        # CSI: an id the plugin cannot parse does not exist → OK.
+        if not SNAPSHOT_ID.match(snapshot_id):
+            return
+        with self.inflight.guard(f"snapshot-id:{snapshot_id}", f"deleting snapshot {snapshot_id}"):
+            try:
+                snapshot = self.cloud.get_snapshot(snapshot_id)
+            except NotFound:
+                return  # CSI: deleting a snapshot that does not exist → OK
+            if not is_owned_snapshot(snapshot, self.driver) and not self.config.allow_foreign_volume_delete:
+                raise FailedPrecondition(
+                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name} (no ownership "
+                    "tag); refusing to delete it (see --allow-foreign-volume-delete)"
+                )
+            self._check_not_restoring(snapshot_id)
+            try:
+                # EC2's InvalidSnapshot.InUse (e.g. an AMI uses it) → FAILED_PRECONDITION via the port.
+                self.cloud.delete_snapshot(snapshot_id)
+            except NotFound:
+                return
+            self.log.info("deleted snapshot %s", snapshot_id)
+
+    def _check_not_restoring(self, snapshot_id: str) -> None:
+        """CSI: snapshot in use → FAILED_PRECONDITION: a volume is still being restored from it."""
+        with self._lock:
+            local = self._restoring.get(snapshot_id, 0) > 0
+        creating = [] if local else self._creating_from(snapshot_id)
+        if local or creating:
+            which = ", ".join(creating) or "a volume"
+            raise FailedPrecondition(
+                f"snapshot {snapshot_id} is in use: {which} is still being restored from it; retry later"
+            )
+
+    def _creating_from(self, snapshot_id: str) -> list[str]:
+        found: list[str] = []
+        token = ""
+        while True:
+            page = self.cloud.list_volumes(owner_filter(self.driver), _LIST_PAGE, token)
+            found.extend(
+                v.volume_id
+                for v in page.items
+                if v.snapshot_id == snapshot_id and v.state is VolumeState.CREATING
+            )
+            token = page.next_token
+            if not token:
+                return found
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        if not snapshot_id:
+            raise InvalidArgument("snapshot_id is required")
+        if not SNAPSHOT_ID.match(snapshot_id):
+            raise NotFound(f"snapshot {snapshot_id} does not exist")  # CSI: does not exist → NOT_FOUND
+        return self.cloud.get_snapshot(snapshot_id)
+
+    def list(
+        self,
+        snapshot_id: str = "",
+        source_volume_id: str = "",
+        max_entries: int = 0,
+        starting_token: str = "",
+    ) -> Page[Snapshot]:
+        if max_entries < 0:
+            raise InvalidArgument("max_entries must not be negative")
+        # CSI: a starting_token the plugin did not issue → ABORTED.
+        if starting_token and not SNAPSHOT_ID.match(starting_token):
+            raise InvalidStartingToken(f"starting_token {starting_token!r} was not issued by this plugin")
+        if snapshot_id:
+            # CSI: an unknown snapshot id is not an error, just an empty list.
+            try:
+                snapshot = self.get(snapshot_id)
+            except NotFound:
+                return Page(())
+            if source_volume_id and snapshot.source_volume_id != source_volume_id:
+                return Page(())
+            if starting_token and snapshot.snapshot_id < starting_token:
+                return Page(())
+            return Page((snapshot,))
+        snapshots: list[Snapshot] = []
+        token = ""
+        while True:
+            page = self.cloud.list_snapshots(owner_filter(self.driver), source_volume_id, _LIST_PAGE, token)
+            snapshots.extend(page.items)
+            token = page.next_token
+            if not token:
+                break
+        # A clone's intermediate snapshot is an implementation detail: never listed.
+        visible = {s.snapshot_id: s for s in snapshots if s.tags.get(TAG_INTERMEDIATE) != "true"}
+        ordered = sorted(visible.values(), key=lambda s: s.snapshot_id)
+        if starting_token:
+            ordered = [s for s in ordered if s.snapshot_id >= starting_token]
+        if max_entries and len(ordered) > max_entries:
+            return Page(tuple(ordered[:max_entries]), ordered[max_entries].snapshot_id)
+        return Page(tuple(ordered))
