@@ -138,9 +138,10 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
         handler = continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler
         full_method: str = handler_call_details.method
+        # Only CSI calls: the health service speaks raw bytes and is polled constantly.
+        if handler is None or handler.unary_unary is None or not full_method.startswith("/csi.v1."):
+            return handler
         method = full_method.rsplit("/", 1)[-1]
         behavior = handler.unary_unary
         observer = self._observer
