@@ -2,7 +2,8 @@
 
 One boto3 call per method (plus pagination), each inside :func:`provisioner.aws.errors.translated`
 so only domain errors leave. It never waits for a state change and never retries on its own
-(botocore retries throttles and 5xx; the controller core polls with its injected clock).
+(the client's retry handler retries throttles and 5xx, see :mod:`provisioner.aws.ratelimit`; the
+controller core polls with its injected clock).
 
 The client is injected (like httpx's ``transport=``): tests pass one built under moto, the CLI one
 from :func:`provisioner.aws.client.build_ec2_client`. :meth:`Ec2Cloud.describe_volumes` and

@@ -3,7 +3,8 @@
 The simulator (:mod:`provisioner.aws.sim`) validates zones, honours ClientToken and moves volumes
 through ``creating → available`` like EC2. One instance is started in it for this process's node.
 When the process may use loop devices (root), every attached volume is backed by a sparse file on a
-loop device, and the loop device is linked where a Nitro instance shows an EBS volume
+loop device (snapshots and the volumes restored from them carry that data), and the loop device is
+linked where a Nitro instance shows an EBS volume
 (``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol…``), so NodeStage finds it through the same
 code path as on EC2 and really formats and mounts it. State lives in memory and in
 ``--embedded-state-dir``; everything is released when the process stops.
@@ -95,6 +96,15 @@ class LinkingHooks:
     def resized(self, volume_id: str, size_gib: int) -> None:
         self._inner.resized(volume_id, size_gib)
 
+    def snapshot_created(self, snapshot_id: str, volume_id: str) -> None:
+        self._inner.snapshot_created(snapshot_id, volume_id)
+
+    def volume_restored(self, volume_id: str, snapshot_id: str, size_gib: int) -> None:
+        self._inner.volume_restored(volume_id, snapshot_id, size_gib)
+
+    def snapshot_deleted(self, snapshot_id: str) -> None:
+        self._inner.snapshot_deleted(snapshot_id)
+
 
 @dataclass
 class EmbeddedCloud:
@@ -108,7 +118,7 @@ class EmbeddedCloud:
     _closed: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
-        """Release every loop device and link this process created."""
+        """Release every loop device and link this process created, and delete the snapshots' data."""
         if self._closed.is_set():
             return
         self._closed.set()
@@ -120,6 +130,11 @@ class EmbeddedCloud:
                     self.backer.release(path.name)
                 except Exception:  # best effort at shutdown: report, go on with the others
                     log.exception("could not release the backing of %s", path.name)
+            for path in sorted(self.state_dir.glob("snap-*")):
+                try:
+                    self.backer.drop_snapshot(path.name)
+                except Exception:  # best effort, as above
+                    log.exception("could not delete the data of %s", path.name)
         if self._owns_state_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 

@@ -189,3 +189,19 @@ class BlockBacker(Protocol):
         """Grow the backing storage (never shrinks) and make the kernel see the new size. Raises
         NotFound if the volume was never backed."""
         ...
+
+    def snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        """Keep a point-in-time copy of the volume's data as ``snapshot_id`` (what was written to an
+        attached device is flushed first: crash-consistent, like EBS). A volume never backed is all
+        zeros, so nothing is kept. Raises InvalidArgument (malformed ids)."""
+        ...
+
+    def restore(self, volume_id: str, snapshot_id: str, size_bytes: int) -> None:
+        """Create the backing storage of a NEW volume as a copy of ``snapshot_id``'s data grown to
+        ``size_bytes`` (zeros if the snapshot kept nothing). Raises InvalidArgument (malformed ids,
+        a size below the snapshot's), AlreadyExists (the volume already has backing storage)."""
+        ...
+
+    def drop_snapshot(self, snapshot_id: str) -> None:
+        """Delete the snapshot's data. Idempotent."""
+        ...

@@ -44,12 +44,6 @@ def _unstage(zonal: Server, node: str, vol: str, staging: Path) -> None:
     csi_json(zonal, "unpublish", vol, "--node-id", node)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the embedded simulator does not carry volume data into snapshots yet: it needs "
-    "snapshot/restore hooks (provisioner/aws/sim state+hooks, LoopBacker) so a restored volume's "
-    "backing file starts as a copy of the snapshot's; remove this mark when they exist",
-)
 def test_restore_into_a_bigger_volume_keeps_the_file(zonal: Server, tmp_path: Path) -> None:
     node = csi_json(zonal, "node-info")["node_id"]
     vol = csi_json(zonal, "create-volume", "--name", "pvc-src", "--size", "1Gi", "--zone", ZONE)["volume_id"]

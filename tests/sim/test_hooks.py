@@ -34,6 +34,15 @@ class RecordingBacker:
     def resize(self, volume_id: str, size_bytes: int) -> None:
         self.calls.append(("resize", volume_id, str(size_bytes)))
 
+    def snapshot(self, volume_id: str, snapshot_id: str) -> None:
+        self.calls.append(("snapshot", volume_id, snapshot_id))
+
+    def restore(self, volume_id: str, snapshot_id: str, size_bytes: int) -> None:
+        self.calls.append(("restore", volume_id, snapshot_id, str(size_bytes)))
+
+    def drop_snapshot(self, snapshot_id: str) -> None:
+        self.calls.append(("drop_snapshot", snapshot_id))
+
 
 def test_lifecycle_reaches_the_backer(clock: FakeClock) -> None:
     backer = RecordingBacker()

@@ -20,8 +20,10 @@ wrong in production. On top of moto's EC2 this simulator adds:
 * Seeded faults (503 throttles, 500 InternalError, volumes ending in ``error``) and per-action latency.
 * Counters per action (calls, throttled, errors by code): ``Simulator.counters`` or
   ``GET /_zonal/counters``.
-* Hooks (:class:`VolumeHooks`, :class:`BackerHooks`) so the embedded cloud backs attached volumes with
-  loop devices.
+* Hooks (:class:`VolumeHooks`, optionally :class:`SnapshotHooks`; :class:`BackerHooks`) so the
+  embedded cloud backs attached volumes with loop devices and carries their data into snapshots
+  (taken at CreateSnapshot) and into volumes created from them.
+* Actions moto lacks (CopyVolumes…) answer 400 ``InvalidAction`` like EC2, not a retried 500.
 
 Two ways to run it, one request path:
 
@@ -55,7 +57,7 @@ from provisioner.aws.sim.app import IN_PROCESS_ENDPOINT, Simulator
 from provisioner.aws.sim.buckets import BucketSpec
 from provisioner.aws.sim.config import Delays, Faults, SimConfig
 from provisioner.aws.sim.counters import ActionCounts, Counters
-from provisioner.aws.sim.hooks import BackerHooks, VolumeHooks
+from provisioner.aws.sim.hooks import BackerHooks, SnapshotHooks, VolumeHooks
 from provisioner.aws.sim.server import SimServer
 
 __all__ = [
@@ -69,5 +71,6 @@ __all__ = [
     "SimConfig",
     "SimServer",
     "Simulator",
+    "SnapshotHooks",
     "VolumeHooks",
 ]

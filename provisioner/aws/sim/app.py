@@ -29,7 +29,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from provisioner.aws.sim import wire
+from provisioner.aws.sim import fasttags, wire
 from provisioner.aws.sim.buckets import Buckets
 from provisioner.aws.sim.config import SimConfig
 from provisioner.aws.sim.counters import Counters
@@ -44,6 +44,9 @@ from provisioner.aws.sim.state import (
     Lifecycle,
     RequestContext,
     Resized,
+    SnapshotCreated,
+    SnapshotDeleted,
+    VolumeRestored,
     backend_for,
     request_context,
 )
@@ -65,6 +68,8 @@ Answer = tuple[str, list[tuple[str, str]], bytes]
 
 _account_seq = itertools.count(1)
 _INSTANCE_ID = re.compile(rb"<instanceId>(i-[0-9a-f]+)</instanceId>")
+# How moto's dispatcher says it has no method for an action (moto/core/responses.py call_action).
+_MOTO_UNKNOWN_ACTION = re.compile(r"The (\w+) action has not been implemented")
 
 
 def _fresh_account_id() -> str:
@@ -143,6 +148,7 @@ class Simulator:
         self._life = Lifecycle(self.clock, self.config.delays, self._chance, self.zones)
         self._lock = threading.RLock()
         self._moto = _moto_ec2_app()
+        fasttags.install()  # moto's own get_tags is O(all tags) per resource
 
     # --- the request path ---------------------------------------------------------------------------
 
@@ -208,7 +214,10 @@ class Simulator:
         env.setdefault("HTTP_AUTHORIZATION", wire.synthetic_authorization(region))
         with self._lock, request_context(ctx):
             Graft.of(self._backend(region), self._life)
-            app_iter, status, headers = run_wsgi_app(self._moto, env)
+            try:
+                app_iter, status, headers = run_wsgi_app(self._moto, env)
+            except NotImplementedError as e:
+                return self._not_implemented(ctx.action, e)
             try:
                 out = b"".join(app_iter)
             finally:
@@ -219,6 +228,20 @@ class Simulator:
             (k, v) for k, v in headers.items() if k.lower() not in ("content-length", "transfer-encoding")
         ]
         return status, kept, out
+
+    def _not_implemented(self, action: str, error: NotImplementedError) -> Answer:
+        """moto raises NotImplementedError for what it lacks; answered as a 500 botocore would retry
+        it, so it becomes a 400 that says what EC2 would (or that the simulator cannot do it)."""
+        unknown = _MOTO_UNKNOWN_ACTION.search(str(error))
+        if unknown is not None:
+            # EC2's answer to an action it does not offer (botocore does not retry a 400).
+            return self._error(
+                400, "InvalidAction", f"The action {action} is not valid for this web service."
+            )
+        # An action moto has, asked for a part of it moto lacks (a filter, a parameter).
+        return self._error(
+            400, "UnsupportedOperation", f"The simulator does not support this request: {error}"
+        )
 
     def _run_hooks(self, events: list[HookEvent]) -> None:
         hooks = self.hooks
@@ -234,6 +257,16 @@ class Simulator:
                     hooks.deleted(volume_id)
                 case Resized(volume_id, size_gib):
                     hooks.resized(volume_id, size_gib)
+                # The snapshot hooks are optional (SnapshotHooks): a plain VolumeHooks lacks them.
+                case SnapshotCreated(snapshot_id, volume_id):
+                    if (created := getattr(hooks, "snapshot_created", None)) is not None:
+                        created(snapshot_id, volume_id)
+                case VolumeRestored(volume_id, snapshot_id, size_gib):
+                    if (restored := getattr(hooks, "volume_restored", None)) is not None:
+                        restored(volume_id, snapshot_id, size_gib)
+                case SnapshotDeleted(snapshot_id):
+                    if (dropped := getattr(hooks, "snapshot_deleted", None)) is not None:
+                        dropped(snapshot_id)
 
     # --- control plane (never counted or throttled) -------------------------------------------------
 

@@ -57,7 +57,25 @@ class Resized:
     size_gib: int
 
 
-HookEvent = Attached | Detached | Deleted | Resized
+@dataclass(frozen=True)
+class SnapshotCreated:
+    snapshot_id: str
+    volume_id: str
+
+
+@dataclass(frozen=True)
+class VolumeRestored:
+    volume_id: str
+    snapshot_id: str
+    size_gib: int
+
+
+@dataclass(frozen=True)
+class SnapshotDeleted:
+    snapshot_id: str
+
+
+HookEvent = Attached | Detached | Deleted | Resized | SnapshotCreated | VolumeRestored | SnapshotDeleted
 
 
 @dataclass
@@ -295,12 +313,14 @@ class Graft:
         self._delete_volume = backend.delete_volume
         self._modify_volume = backend.modify_volume
         self._create_snapshot = backend.create_snapshot
+        self._delete_snapshot = backend.delete_snapshot
         backend.create_volume = self.create_volume
         backend.attach_volume = self.attach_volume
         backend.detach_volume = self.detach_volume
         backend.delete_volume = self.delete_volume
         backend.modify_volume = self.modify_volume
         backend.create_snapshot = self.create_snapshot
+        backend.delete_snapshot = self.delete_snapshot
         # Only the configured zones exist in this backend (DescribeAvailabilityZones, RunInstances).
         region = backend.region_name
         known = backend.zones.get(region, [])
@@ -334,11 +354,23 @@ class Graft:
             raise MissingParameterError("AvailabilityZone")
         if zone not in self.life.zones:
             raise _error("InvalidZone.NotFound", f"The zone '{zone}' does not exist.")
+        snapshot_id = _arg(args, kwargs, 2, "snapshot_id")
+        size = _arg(args, kwargs, 0, "size")
+        if snapshot_id and size is not None:
+            minimum = int(self.backend.get_snapshot(snapshot_id).volume.size)
+            if int(size) < minimum:  # EC2 refuses a volume smaller than its snapshot
+                raise _error(
+                    "InvalidParameterValue",
+                    f"Volume of size {int(size)}GiB is smaller than snapshot '{snapshot_id}', "
+                    f"expect size >= {minimum}GiB",
+                )
         volume = self._create_volume(*args, **kwargs)
         delay = self.life.delays.volume_create
         sim = _adopt_volume(volume, self.life, self.life.now() + delay, self.life.chance.volume_fails())
         if ctx.client_token is not None:
             self.tokens[ctx.client_token] = _Token(ctx.signature, sim)
+        if snapshot_id:  # only a fresh volume: a ClientToken replay returned above
+            ctx.events.append(VolumeRestored(sim.id, str(snapshot_id), int(sim.size)))
         return sim
 
     def _device_taken(self, instance: Any, device: str) -> bool:
@@ -454,8 +486,11 @@ class Graft:
 
     def create_snapshot(self, *args: Any, **kwargs: Any) -> Snapshot:
         snapshot: Snapshot = self._create_snapshot(*args, **kwargs)
-        if _acting("CreateSnapshot") is None:
+        ctx = _acting("CreateSnapshot")
+        if ctx is None:
             return snapshot
+        # EC2 snapshots are point in time at CreateSnapshot, however long they stay pending.
+        ctx.events.append(SnapshotCreated(snapshot.id, snapshot.volume.id))
         snapshot.__dict__.pop("status", None)
         snapshot.__class__ = SimSnapshot
         sim: SimSnapshot = snapshot  # type: ignore[assignment]
@@ -463,3 +498,10 @@ class Graft:
         sim._zonal_started_at = self.life.now()
         sim._zonal_ready_at = sim._zonal_started_at + self.life.delays.snapshot
         return sim
+
+    def delete_snapshot(self, *args: Any, **kwargs: Any) -> Snapshot:
+        snapshot: Snapshot = self._delete_snapshot(*args, **kwargs)
+        ctx = _acting("DeleteSnapshot")
+        if ctx is not None:
+            ctx.events.append(SnapshotDeleted(snapshot.id))
+        return snapshot

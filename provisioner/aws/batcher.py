@@ -1,0 +1,138 @@
+"""Merge concurrent single-object lookups into one EC2 Describe call with an id (or tag) filter.
+
+Why: a hundred CreateVolume/ControllerPublish calls each polling their own volume would make a
+hundred DescribeVolumes a second, against a bucket that refills 20 a second. A :class:`Batcher`
+collects the keys asked for during a short window (``window``) and, under load, keeps consecutive
+calls of one kind at least ``min_interval`` apart, then makes one call for all of them and hands each
+caller its own answer. A full batch (``max_batch`` keys) goes at once.
+
+How each caller's answer is chosen:
+
+* the key is in the answer → that value;
+* the key is absent (a filter never fails on an unknown id; it just leaves it out) → ``missing(key)``,
+  which raises NotFound or returns a default — for that caller only;
+* the batch call failed with :class:`~provisioner.errors.Unavailable` (throttled, 5xx, network) →
+  every caller gets that error: one call per key would fare no better and multiply the load;
+* the batch call failed otherwise (EC2 refused something about one of the keys) → each caller falls
+  back to its own single-key call (``single``), in its own thread, so one bad key never fails the
+  others.
+
+The leader (the caller that opened the batch) makes the call in its own thread; nothing runs in the
+background. The window is real time (tens of milliseconds, not a wait on EC2 state), so this module
+reads ``time.monotonic`` rather than an injected clock. It must not know about boto3: the fetch
+functions come from :class:`~provisioner.aws.ec2.Ec2Cloud`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from provisioner.errors import Unavailable, ZonalError
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """How :class:`~provisioner.aws.ec2.Ec2Cloud` batches its lookups."""
+
+    # How long the first caller waits for others to join (seconds, real time).
+    window: float = 0.03
+    # Under load, consecutive calls of one kind start at least this far apart; callers arriving
+    # meanwhile join the next call. A poll already waits a second or more, so this costs little.
+    min_interval: float = 1.0
+    max_volumes: int = 500  # the adapter splits these into filters of ec2.ID_BATCH values
+    max_instances: int = 50
+    batch_names: bool = True  # CreateVolume's lookup by name (a tag filter) too
+
+
+class _Batch(Generic[K, V]):
+    __slots__ = ("done", "error", "full", "keys", "results")
+
+    def __init__(self) -> None:
+        self.keys: dict[K, None] = {}
+        self.full = False
+        self.done = threading.Event()
+        self.results: Mapping[K, V] = {}
+        self.error: ZonalError | None = None
+
+
+class Batcher(Generic[K, V]):
+    """``get(key)`` blocks until the batch holding ``key`` is answered. Thread-safe."""
+
+    def __init__(
+        self,
+        fetch: Callable[[list[K]], Mapping[K, V]],
+        single: Callable[[K], V],
+        missing: Callable[[K], V],
+        window: float,
+        min_interval: float = 0.0,
+        max_batch: int = 500,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, not {max_batch}")
+        self._fetch = fetch
+        self._single = single
+        self._missing = missing
+        self._window = max(0.0, window)
+        self._min_interval = max(0.0, min_interval)
+        self._max = max_batch
+        self._now = monotonic
+        self._cond = threading.Condition()
+        self._open: _Batch[K, V] | None = None
+        self._last_call = float("-inf")
+        self.calls = 0  # batch calls made (fallbacks not included), for tests and benchmarks
+
+    def get(self, key: K) -> V:
+        with self._cond:
+            batch = self._open
+            leader = batch is None
+            if batch is None:
+                batch = self._open = _Batch()
+            batch.keys[key] = None
+            if len(batch.keys) >= self._max:
+                batch.full = True
+                self._open = None
+                self._cond.notify_all()
+        if leader:
+            self._lead(batch)
+        else:
+            batch.done.wait()
+        return self._answer(batch, key)
+
+    def _lead(self, batch: _Batch[K, V]) -> None:
+        with self._cond:
+            start_at = max(self._now() + self._window, self._last_call + self._min_interval)
+            while not batch.full:
+                remaining = start_at - self._now()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            if self._open is batch:
+                self._open = None
+            keys = list(batch.keys)
+            self._last_call = self._now()
+            self.calls += 1
+        try:
+            batch.results = self._fetch(keys)
+        except ZonalError as e:
+            batch.error = e
+        finally:
+            batch.done.set()
+
+    def _answer(self, batch: _Batch[K, V], key: K) -> V:
+        error = batch.error
+        if error is not None:
+            if isinstance(error, Unavailable) or len(batch.keys) == 1:
+                # A fresh exception per caller: one instance raised in many threads would share a traceback.
+                raise type(error)(error.message) from error
+            return self._single(key)
+        if key in batch.results:
+            return batch.results[key]
+        return self._missing(key)
