@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from provisioner.aws.callmetrics import Ec2Observer, install_metrics
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.mount.devices import NVME_BY_ID_PREFIX
 from provisioner.mount.loopback import LoopBacker
@@ -146,6 +147,7 @@ def build_embedded(
     state_dir: str = "",
     fast: bool = False,
     back_devices: bool | None = None,
+    metrics: Ec2Observer | None = None,
 ) -> EmbeddedCloud:
     """Start an embedded EC2 account with one instance in ``node_zone`` (the first zone if empty)."""
     from provisioner.aws.sim import SimConfig, Simulator
@@ -172,7 +174,10 @@ def build_embedded(
     # One process's own calls should not be throttled by an account-wide simulation unless asked.
     sim = Simulator(SimConfig(region=region, zones=zones, delays=delays, throttling=False), hooks=hooks)
     instance_id = sim.create_instance(zone)
-    cloud = Ec2Cloud(sim.client(region), region)
+    client = sim.client(region)
+    if metrics is not None:
+        install_metrics(client, metrics)
+    cloud = Ec2Cloud(client, region)
     node = NodeMetadata(
         instance_id=instance_id, zone=zone, instance_type="m5.large", region=region, source="embedded"
     )

@@ -123,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
                     getattr(args, "zone", ""),
                     state_dir=args.embedded_state_dir,
                     fast=args.embedded_fast,
+                    metrics=metrics,
                 )
             except ValueError as e:
                 raise CliError(str(e)) from e
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             node_metadata = emb.node
         if mode in ("controller", "all"):
             if ec2 is None and cloud_config is not None:
-                ec2 = cloud.build_cloud(cloud_config)
+                ec2 = cloud.build_cloud(cloud_config, metrics=metrics)
             assert ec2 is not None
             core = ControllerCore(
                 ec2,
