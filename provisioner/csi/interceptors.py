@@ -26,6 +26,7 @@ from google.protobuf.message import Message
 from provisioner.csi._proto import csi_pb2
 from provisioner.csi.errors import status_for
 from provisioner.errors import ZonalError
+from provisioner.ports.clock import Deadline, SystemClock, deadline_scope
 
 log = logging.getLogger("zonal.csi")
 
@@ -42,6 +43,7 @@ QUIET_METHODS = frozenset(
         "Check",
     }
 )
+_CLOCK = SystemClock()
 _ID_FIELDS = ("volume_id", "node_id", "snapshot_id", "source_volume_id", "name")
 
 
@@ -157,7 +159,9 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
-                response = behavior(request, context)
+                # The caller's deadline bounds EC2 retries and rate-limiter waits below (adapters read it).
+                with deadline_scope(Deadline(_CLOCK, context.time_remaining())):
+                    response = behavior(request, context)
             except ZonalError as exc:
                 code, message = status_for(exc)
                 log.log(

@@ -20,6 +20,7 @@ from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.errors import GENERIC_INTERNAL, status_for
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.server import Services
+from provisioner.ports.clock import current_deadline
 from tests.grpcutil import Stubs, channel, running_server
 
 
@@ -201,3 +202,30 @@ def test_hundred_slow_calls_do_not_queue_cheap_ones(stubs: Stubs, controller: Sc
     finally:
         controller.gate.set()
         pool.shutdown(wait=True)
+
+
+class DeadlineRecorder(csi_pb2_grpc.ControllerServicer):
+    def __init__(self) -> None:
+        self.remaining: list[float | None] = []
+
+    def CreateVolume(
+        self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
+    ) -> csi_pb2.CreateVolumeResponse:
+        deadline = current_deadline()
+        self.remaining.append(None if deadline is None else deadline.remaining())
+        return csi_pb2.CreateVolumeResponse(volume=csi_pb2.Volume(volume_id="vol-1"))
+
+
+def test_the_callers_deadline_reaches_the_adapters(tmp_path: Path) -> None:
+    recorder = DeadlineRecorder()  # type: ignore[abstract]
+    identity = IdentityService("test.csi.dev", "1", controller=True)
+    with (
+        running_server(tmp_path, Services(identity=identity, controller=recorder)) as srv,
+        channel(srv) as ch,
+    ):
+        Stubs(ch).controller.CreateVolume(csi_pb2.CreateVolumeRequest(name="n"), timeout=30)
+        Stubs(ch).controller.CreateVolume(csi_pb2.CreateVolumeRequest(name="n"))
+    first, second = recorder.remaining
+    assert first is not None and 20 < first <= 31  # grpc rounds the deadline it carries
+    assert second is None  # no deadline sent: unbounded
+    assert current_deadline() is None  # the scope ended with the call
