@@ -160,7 +160,7 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             code = grpc.StatusCode.OK
             try:
                 # The caller's deadline bounds EC2 retries and rate-limiter waits below (adapters read it).
-                with deadline_scope(Deadline(_CLOCK, context.time_remaining())):
+                with deadline_scope(Deadline(_CLOCK, _remaining(context))):
                     response = behavior(request, context)
             except ZonalError as exc:
                 code, message = status_for(exc)
@@ -192,6 +192,12 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+def _remaining(context: grpc.ServicerContext) -> float | None:
+    """Seconds left before the caller's deadline; None when it sent none (grpc says "infinite")."""
+    left: float | None = context.time_remaining()
+    return None if left is None or left > 1e9 else left
 
 
 def _finish(observer: RpcObserver | None, method: str, code: grpc.StatusCode, start: float) -> float:
