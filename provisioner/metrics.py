@@ -14,6 +14,8 @@ This module records numbers only; serving them over HTTP is the CLI's job.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _RPC_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -21,6 +23,7 @@ _RPC_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.rpc_total = Counter("zonal_csi_rpc_total", "CSI RPCs served", ["method", "code"], registry=r)
@@ -61,8 +64,13 @@ class Metrics:
     # --- recorders used through small protocols by the CSI interceptor, EC2 adapter, provisioner ---
 
     def observe_rpc(self, method: str, code: str, seconds: float) -> None:
-        self.rpc_total.labels(method, code).inc()
-        self.rpc_seconds.labels(method).observe(seconds)
+        # Label children are looked up once per (method, code): this runs on every RPC.
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = (self.rpc_total.labels(method, code), self.rpc_seconds.labels(method))
+            self._rpc_children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_ec2(self, request: str, seconds: float, error: str = "", throttled: bool = False) -> None:
         self.ec2_seconds.labels(request).observe(seconds)

@@ -12,9 +12,10 @@ Servicers therefore never catch exceptions or call ``context.abort`` themselves.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -44,6 +45,8 @@ QUIET_METHODS = frozenset(
     }
 )
 _CLOCK = SystemClock()
+# Request ids: a per-process random start, then counting (cheaper than a uuid per call).
+_REQUEST_IDS = itertools.count(int.from_bytes(os.urandom(4), "big"))
 _ID_FIELDS = ("volume_id", "node_id", "snapshot_id", "source_volume_id", "name")
 
 
@@ -115,16 +118,21 @@ def _has_content(msg: Message, name: str) -> bool:
         return bool(value)
 
 
+_id_fields: dict[str, tuple[str, ...]] = {}
+
+
 def request_ids(msg: Message) -> dict[str, str]:
     """The identifying fields of a request (volume, node, snapshot ids, name) for log lines."""
     out: dict[str, str] = {}
-    fields = msg.DESCRIPTOR.fields_by_name
-    for name in _ID_FIELDS:
-        if name in fields:
-            value = getattr(msg, name)
-            if isinstance(value, str) and value:
-                # "name" is reserved by logging.LogRecord: log the volume/snapshot name as csi_name.
-                out["csi_name" if name == "name" else name] = value
+    names = _id_fields.get(msg.DESCRIPTOR.full_name)
+    if names is None:
+        present = msg.DESCRIPTOR.fields_by_name
+        names = _id_fields[msg.DESCRIPTOR.full_name] = tuple(n for n in _ID_FIELDS if n in present)
+    for name in names:
+        value = getattr(msg, name)
+        if isinstance(value, str) and value:
+            # "name" is reserved by logging.LogRecord: log the volume/snapshot name as csi_name.
+            out["csi_name" if name == "name" else name] = value
     return out
 
 
@@ -133,27 +141,38 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, observer: RpcObserver | None = None) -> None:
         self._observer = observer
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler | None:
-        handler = continuation(handler_call_details)
         full_method: str = handler_call_details.method
+        # grpc asks for the handler on every call: build each method's wrapper once.
+        cached = self._handlers.get(full_method)
+        if cached is not None:
+            return cached
+        handler = continuation(handler_call_details)
         # Only CSI calls: the health service speaks raw bytes and is polled constantly.
         if handler is None or handler.unary_unary is None or not full_method.startswith("/csi.v1."):
             return handler
-        method = full_method.rsplit("/", 1)[-1]
-        behavior = handler.unary_unary
+        wrapped = grpc.unary_unary_rpc_method_handler(
+            self._wrap(full_method.rsplit("/", 1)[-1], handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+        self._handlers[full_method] = wrapped
+        return wrapped
+
+    def _wrap(self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
         observer = self._observer
+        quiet = method in QUIET_METHODS
+        level = logging.DEBUG if quiet else logging.INFO
+        fail_level = logging.DEBUG if quiet else logging.WARNING
 
         def wrapped(request: Message, context: grpc.ServicerContext) -> Any:
-            rid = uuid.uuid4().hex[:8]
-            quiet = method in QUIET_METHODS
-            level = logging.DEBUG if quiet else logging.INFO
-            ids = request_ids(request)
-            extra = {"rpc": method, "request_id": rid, **ids}
+            extra = {"rpc": method, "request_id": f"{next(_REQUEST_IDS):08x}", **request_ids(request)}
             if log.isEnabledFor(level):
                 log.log(level, "%s request %s", method, redacted(request), extra=extra)
             start = time.perf_counter()
@@ -164,14 +183,7 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                     response = behavior(request, context)
             except ZonalError as exc:
                 code, message = status_for(exc)
-                log.log(
-                    logging.DEBUG if quiet else logging.WARNING,
-                    "%s failed: %s %s",
-                    method,
-                    code.name,
-                    message,
-                    extra=extra,
-                )
+                log.log(fail_level, "%s failed: %s %s", method, code.name, message, extra=extra)
                 _finish(observer, method, code, start)
                 context.abort(code, message)
             except Exception as exc:
@@ -187,11 +199,7 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                 log.log(level, "%s ok in %.3fs %s", method, seconds, redacted(response), extra=extra)
             return response
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
-            request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
+        return wrapped
 
 
 def _remaining(context: grpc.ServicerContext) -> float | None:
