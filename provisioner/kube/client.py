@@ -8,6 +8,7 @@ rate-limited client-side (``--kube-api-qps``/``--kube-api-burst``). It makes no 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -136,11 +137,13 @@ class KubeClient:
                 return ObjectList(
                     tuple(raw.get("items") or ()), str(raw.get("metadata", {}).get("resourceVersion", ""))
                 )
+            # The raw JSON, not the client's model objects: a list of 10k PVs as models costs several
+            # times the memory and CPU of the dicts the loop keeps anyway.
             if kind.namespaced and namespace:
-                result = self._method(kind, "list")(namespace)
+                response = self._method(kind, "list")(namespace, _preload_content=False)
             else:
-                result = self._method(kind, "list", all_namespaces=kind.namespaced)()
-            data = self._dict(result)
+                response = self._method(kind, "list", all_namespaces=kind.namespaced)(_preload_content=False)
+            data = json.loads(response.data)
         items = tuple(_with_kind(kind, o) for o in data.get("items") or ())
         return ObjectList(items, str(data.get("metadata", {}).get("resourceVersion", "")))
 
