@@ -6,6 +6,7 @@ zone → a PV whose nodeAffinity names that zone, backed by an EBS volume the dr
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -94,7 +95,9 @@ def processes(tmp_path: Path) -> Iterator[tuple[FakeKube, list[subprocess.Popen[
 
 
 @pytest.mark.e2e
-def test_wffc_claim_in_the_second_zone(processes: tuple[FakeKube, list[subprocess.Popen[bytes]]]) -> None:
+def test_wffc_claim_in_the_second_zone(
+    processes: tuple[FakeKube, list[subprocess.Popen[bytes]]], tmp_path: Path
+) -> None:
     kube, procs = processes
     three_zone_cluster(kube, DRIVER)
     kube.create(Kind.STORAGE_CLASS, storage_class("fast", DRIVER, type="gp3"))
@@ -115,4 +118,26 @@ def test_wffc_claim_in_the_second_zone(processes: tuple[FakeKube, list[subproces
             ]
         }
     ]
-    assert pv["spec"]["csi"]["volumeHandle"].startswith("vol-")
+    volume_id = pv["spec"]["csi"]["volumeHandle"]
+    assert volume_id.startswith("vol-")
+    # The EBS volume itself, as the embedded EC2 reports it (ControllerGetVolume reads it back).
+    endpoint = f"unix://{tmp_path / 'csi.sock'}"
+    got = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "provisioner",
+            "csi",
+            "--endpoint",
+            endpoint,
+            "-o",
+            "json",
+            "get-volume",
+            volume_id,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "us-east-1b" in json.dumps(json.loads(got.stdout).get("accessible_topology"))
