@@ -459,7 +459,7 @@ class Demo:
         ui.title("Left running for exploration (Ctrl-C to clean up and stop)")
         ui.info(f"zonal csi --endpoint unix://{self.socket} list-volumes")
         ui.info(f"zonal csi --endpoint unix://{self.socket} node-info")
-        ui.info(f"zonal explain --kubeconfig {kubeconfig} pvc default/data")
+        ui.info(f"zonal explain pvc default/data --kubeconfig {kubeconfig}")
         ui.info(f"kubectl --kubeconfig {kubeconfig} get pv -o yaml")
         stop = threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
