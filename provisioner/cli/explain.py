@@ -293,7 +293,7 @@ def render_pvc(report: PvcReport, colour: bool = False) -> str:
     req = report.requirements
     if req is not None:
         lines.append(_row("requirements", f"{req.status}, {req.when}"))
-        if req.status == "computed":
+        if req.status in ("computed", "sent"):
             lines.append(_more(f"requisite: {_segs(req.requisite)}"))
             lines.append(_more(f"preferred: {_segs(req.preferred)}"))
         if req.error:

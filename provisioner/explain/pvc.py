@@ -41,8 +41,9 @@ from provisioner.provisioning.claim_topology import (
     claim_topology_input,
     selected_node,
 )
+from provisioner.provisioning.pv import decode_requirement
 from provisioner.provisioning.request import annotations_of, make_volume_name
-from provisioner.provisioning.settings import ANN_STORAGE_PROVISIONER, ProvisionerConfig
+from provisioner.provisioning.settings import ANN_REQUIREMENTS, ANN_STORAGE_PROVISIONER, ProvisionerConfig
 from provisioner.topology.requirements import (
     BINDING_IMMEDIATE,
     BINDING_WFFC,
@@ -97,6 +98,9 @@ def explain_pvc(
             report.notes.append(f"the PV belongs to driver {report.volume.driver}, not {driver}")
     if sc is not None:
         report.requirements, requirement = _requirements(claim, sc, view, config, bound=pv is not None)
+        recorded = _recorded(pv)
+        if recorded is not None:
+            report.requirements, requirement = recorded, _as_requirement(recorded)
         if requirement is not None:
             report.zone_choice = _zone_choice(requirement, claim, config, nodes, cloud, report.notes)
     if report.storage_class is None:
@@ -110,6 +114,25 @@ def _get(kube: KubeApi, kind: Kind, name: str) -> Obj | None:
         return kube.get(kind, name)
     except KubeNotFound:
         return None
+
+
+def _recorded(pv: Obj | None) -> RequirementsInfo | None:
+    """The requirements zonal's provisioner recorded on the PV when it created it, if any."""
+    text = annotations_of(pv).get(ANN_REQUIREMENTS, "") if pv is not None else ""
+    requirement = decode_requirement(text) if text else None
+    if requirement is None:
+        return None
+    return RequirementsInfo(
+        status="sent",
+        when=f"were sent (recorded on the PV in {ANN_REQUIREMENTS})",
+        requisite=[dict(s) for s in requirement.requisite],
+        preferred=[dict(s) for s in requirement.preferred],
+        steps=["recorded by zonal's provisioner when it created the PV"],
+    )
+
+
+def _as_requirement(info: RequirementsInfo) -> TopologyRequirement:
+    return TopologyRequirement(requisite=tuple(info.requisite), preferred=tuple(info.preferred))
 
 
 def _requirements(

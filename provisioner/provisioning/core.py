@@ -336,6 +336,7 @@ class ProvisionerCore:
             capacity_bytes=capacity,
             with_zone_labels=self.config.pv_zone_labels,
             read_only=self._read_only(prepared),
+            requirement=requirement,
         )
         try:
             self.kube.create(Kind.PV, pv)

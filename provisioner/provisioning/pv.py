@@ -7,10 +7,11 @@ it never writes it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
-from provisioner.model import ZONE_KEYS, Segment
+from provisioner.model import ZONE_KEYS, Segment, TopologyRequirement
 from provisioner.ports.kube import CreatedVolume, Obj
 from provisioner.provisioning.quantity import format_bytes
 from provisioner.provisioning.request import Prepared
@@ -18,6 +19,7 @@ from provisioner.provisioning.settings import (
     ANN_DELETION_SECRET_NAME,
     ANN_DELETION_SECRET_NAMESPACE,
     ANN_PROVISIONED_BY,
+    ANN_REQUIREMENTS,
     FINALIZER,
     PROVISIONER_ID_KEY,
 )
@@ -51,6 +53,7 @@ def build_pv(
     capacity_bytes: int,
     with_zone_labels: bool = False,
     read_only: bool = False,
+    requirement: TopologyRequirement | None = None,
 ) -> Obj:
     meta = claim["metadata"]
     spec = claim.get("spec", {})
@@ -97,8 +100,32 @@ def build_pv(
         # Lets this loop and the sidecar hand PVs over to each other: whoever runs removes it after cleanup.
         "finalizers": [FINALIZER],
     }
+    if requirement is not None:
+        metadata["annotations"][ANN_REQUIREMENTS] = encode_requirement(requirement)
     if with_zone_labels:
         labels = zone_labels(created.accessible_topology)
         if labels:
             metadata["labels"] = labels
     return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": metadata, "spec": pv_spec}
+
+
+def encode_requirement(requirement: TopologyRequirement) -> str:
+    """The requirement as compact, stable JSON for the PV annotation."""
+    return json.dumps(
+        {
+            "requisite": [dict(sorted(s.items())) for s in requirement.requisite],
+            "preferred": [dict(sorted(s.items())) for s in requirement.preferred],
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_requirement(text: str) -> TopologyRequirement | None:
+    """The requirement recorded by :func:`encode_requirement`, or None if the text is not one."""
+    try:
+        data = json.loads(text)
+        requisite = tuple({str(k): str(v) for k, v in s.items()} for s in data.get("requisite", []))
+        preferred = tuple({str(k): str(v) for k, v in s.items()} for s in data.get("preferred", []))
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return TopologyRequirement(requisite=requisite, preferred=preferred)

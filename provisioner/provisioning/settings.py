@@ -14,6 +14,9 @@ ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
 ANN_BETA_STORAGE_PROVISIONER = "volume.beta.kubernetes.io/storage-provisioner"
 ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
 ANN_PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+# The accessibility requirements CreateVolume was sent, recorded on the PV so `zonal explain` can show
+# what was really sent (zonal's own; the sidecar records nothing).
+ANN_REQUIREMENTS = "zonal.dev/accessibility-requirements"
 ANN_DELETION_SECRET_NAME = "volume.kubernetes.io/provisioner-deletion-secret-name"
 ANN_DELETION_SECRET_NAMESPACE = "volume.kubernetes.io/provisioner-deletion-secret-namespace"
 PROVISIONER_ID_KEY = "storage.kubernetes.io/csiProvisionerIdentity"

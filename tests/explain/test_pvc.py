@@ -227,3 +227,47 @@ def test_report_is_plain_data_with_a_known_verdict() -> None:
     assert data["volume"]["node_affinity"]["required"]["nodeSelectorTerms"][0]["matchExpressions"][0][
         "values"
     ] == ["us-east-1a"]
+
+
+def test_requirements_recorded_on_the_pv_are_shown_as_sent() -> None:
+    from provisioner.explain import explain_pvc
+    from provisioner.kube.memory import MemoryKube, claim, storage_class, three_zone_cluster
+    from provisioner.model import TopologyRequirement
+    from provisioner.ports.kube import Kind
+    from provisioner.provisioning.pv import encode_requirement
+    from provisioner.provisioning.settings import ANN_REQUIREMENTS
+
+    kube = MemoryKube()
+    three_zone_cluster(kube, "zonal.csi.dev")
+    kube.create(Kind.STORAGE_CLASS, storage_class("gp3", "zonal.csi.dev"))
+    c = kube.create(Kind.CLAIM, claim("data", "gp3", "zonal.csi.dev", node_name="node-1"))
+    sent = TopologyRequirement(
+        requisite=({"topology.kubernetes.io/zone": "us-east-1b"},),
+        preferred=({"topology.kubernetes.io/zone": "us-east-1b"},),
+    )
+    pv_name = f"pvc-{c['metadata']['uid']}"
+    affinity = {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["us-east-1b"]}
+    kube.create(
+        Kind.PV,
+        {
+            "metadata": {
+                "name": pv_name,
+                "annotations": {
+                    "pv.kubernetes.io/provisioned-by": "zonal.csi.dev",
+                    ANN_REQUIREMENTS: encode_requirement(sent),
+                },
+            },
+            "spec": {
+                "csi": {"driver": "zonal.csi.dev", "volumeHandle": "vol-0123456789abcdef0"},
+                "claimRef": {"name": "data", "namespace": "default", "uid": c["metadata"]["uid"]},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [affinity]}]}},
+            },
+            "status": {"phase": "Bound"},
+        },
+    )
+    kube.patch(Kind.CLAIM, "data", "default", {"spec": {"volumeName": pv_name}, "status": {"phase": "Bound"}})
+    report = explain_pvc(kube, "default", "data")
+    assert report.requirements is not None
+    assert report.requirements.status == "sent"
+    assert report.requirements.requisite == [{"topology.kubernetes.io/zone": "us-east-1b"}]
+    assert report.zone_choice is not None and report.zone_choice.zone == "us-east-1b"

@@ -16,6 +16,7 @@ from provisioner.errors import (
 from provisioner.model import AccessMode, AccessType
 from provisioner.ports.kube import Cancelled, Kind, Obj
 from provisioner.provisioning.core import ProvisionerCore, Step
+from provisioner.provisioning.pv import decode_requirement, encode_requirement
 from provisioner.provisioning.settings import FINALIZER, ProvisionerConfig
 from provisioner.topology.affinity import node_satisfies
 from tests.fakes.csi_client import FakeCsiClient
@@ -59,6 +60,9 @@ def test_wffc_claim_becomes_a_pv_in_the_selected_nodes_zone(
         (AccessType.MOUNT, AccessMode.SINGLE_NODE_WRITER)
     ]
     assert req.requirement is not None and req.requirement.preferred[0] == {ZONE: "us-east-1b"}
+    # What was sent is recorded on the PV, for `zonal explain`.
+    recorded = pv["metadata"]["annotations"]["zonal.dev/accessibility-requirements"]
+    assert decode_requirement(recorded) == req.requirement
     assert events(kube, "Provisioning") and events(kube, "ProvisioningSucceeded")
 
 
@@ -336,3 +340,20 @@ def test_bound_pv_is_left_alone(kube: FakeKube, csi: FakeCsiClient, core: Provis
     pv = kube.set_status(Kind.PV, pv["metadata"]["name"], "", {"phase": "Bound"})
     assert core.delete(pv).step is Step.IGNORED
     assert csi.deletes == []
+
+
+def test_the_pv_records_the_requirements_that_were_sent() -> None:
+    from provisioner.model import TopologyRequirement
+
+    req = TopologyRequirement(
+        requisite=(
+            {"topology.kubernetes.io/zone": "us-east-1a"},
+            {"topology.kubernetes.io/zone": "us-east-1b"},
+        ),
+        preferred=(
+            {"topology.kubernetes.io/zone": "us-east-1b"},
+            {"topology.kubernetes.io/zone": "us-east-1a"},
+        ),
+    )
+    assert decode_requirement(encode_requirement(req)) == req
+    assert decode_requirement("not json") is None
