@@ -55,6 +55,8 @@ class MemoryKube:
         self._cond = threading.Condition()
         self.calls: list[tuple[str, Kind, str]] = []
         self.fail_next: dict[str, KubeError] = {}  # verb → error raised once
+        # Kinds whose API is not served (CRDs not installed): every verb answers 404, as the API server does.
+        self.unserved: set[Kind] = set()
 
     # --- helpers for tests ------------------------------------------------------------------------------
 
@@ -67,7 +69,9 @@ class MemoryKube:
         self._history.append((self._rv, kind, WatchEvent(type_, copy.deepcopy(obj))))
         self._cond.notify_all()
 
-    def _check_fault(self, verb: str) -> None:
+    def _check_fault(self, verb: str, kind: Kind | None = None) -> None:
+        if kind in self.unserved:
+            raise KubeNotFound("the server could not find the requested resource")
         err = self.fail_next.pop(verb, None)
         if err is not None:
             raise err
@@ -106,7 +110,7 @@ class MemoryKube:
     def list(self, kind: Kind, namespace: str = "") -> ObjectList:
         with self._cond:
             self.calls.append(("list", kind, namespace))
-            self._check_fault("list")
+            self._check_fault("list", kind)
             items = tuple(
                 copy.deepcopy(o)
                 for (k, ns, _), o in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
@@ -137,7 +141,7 @@ class MemoryKube:
     def get(self, kind: Kind, name: str, namespace: str = "") -> Obj:
         with self._cond:
             self.calls.append(("get", kind, name))
-            self._check_fault("get")
+            self._check_fault("get", kind)
             obj = self._objects.get(self._key(kind, name, namespace))
             if obj is None:
                 raise KubeNotFound(f'{kind.plural} "{name}" not found')
@@ -145,7 +149,7 @@ class MemoryKube:
 
     def create(self, kind: Kind, obj: Obj) -> Obj:
         with self._cond:
-            self._check_fault("create")
+            self._check_fault("create", kind)
             obj = copy.deepcopy(obj)
             meta = obj.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
@@ -178,7 +182,7 @@ class MemoryKube:
 
     def replace(self, kind: Kind, obj: Obj) -> Obj:
         with self._cond:
-            self._check_fault("replace")
+            self._check_fault("replace", kind)
             meta = obj["metadata"]
             key = self._key(kind, meta["name"], meta.get("namespace", ""))
             self.calls.append(("replace", kind, meta["name"]))
@@ -201,7 +205,7 @@ class MemoryKube:
 
     def patch(self, kind: Kind, name: str, namespace: str, patch: Obj) -> Obj:
         with self._cond:
-            self._check_fault("patch")
+            self._check_fault("patch", kind)
             key = self._key(kind, name, namespace)
             self.calls.append(("patch", kind, name))
             current = self._objects.get(key)
@@ -211,7 +215,7 @@ class MemoryKube:
 
     def delete(self, kind: Kind, name: str, namespace: str = "") -> None:
         with self._cond:
-            self._check_fault("delete")
+            self._check_fault("delete", kind)
             key = self._key(kind, name, namespace)
             self.calls.append(("delete", kind, name))
             current = self._objects.get(key)

@@ -20,14 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import enum
 import logging
 import random
 import threading
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
 
 from provisioner.errors import (
     DeadlineExceeded,
@@ -49,22 +45,32 @@ from provisioner.ports.kube import (
     Kind,
     KubeAlreadyExists,
     KubeApi,
-    KubeConflict,
     KubeError,
-    KubeNotFound,
     Obj,
 )
 from provisioner.provisioning.claim_topology import build_cluster_view, claim_topology_input
+from provisioner.provisioning.clone_protection import (
+    CLONE_FINALIZER,
+    add_clone_finalizer,
+    has_finalizer,
+    pending_clones,
+    remove_clone_finalizer,
+)
+from provisioner.provisioning.deletion import VolumeDeleter
+from provisioner.provisioning.outcome import Lister, Outcome, Step
 from provisioner.provisioning.pv import build_pv
-from provisioner.provisioning.request import ExternalPopulator, Prepared, annotations_of, prepare, read_secret
+from provisioner.provisioning.request import (
+    ExternalPopulator,
+    Prepared,
+    SnapshotApiMissing,
+    annotations_of,
+    clone_source_name,
+    prepare,
+)
 from provisioner.provisioning.settings import (
     ANN_BETA_STORAGE_PROVISIONER,
-    ANN_DELETION_SECRET_NAME,
-    ANN_DELETION_SECRET_NAMESPACE,
-    ANN_PROVISIONED_BY,
     ANN_SELECTED_NODE,
     ANN_STORAGE_PROVISIONER,
-    FINALIZER,
     ProvisionerConfig,
 )
 from provisioner.topology.affinity import accessible_topology_problem, node_satisfies, volume_node_affinity
@@ -76,32 +82,11 @@ from provisioner.topology.requirements import (
     accessibility_requirements,
 )
 
+__all__ = ["IN_BACKGROUND", "Lister", "Outcome", "ProvisionerCore", "Step", "claim_key"]
+
 log = logging.getLogger(__name__)
 
 IN_BACKGROUND = (OperationInProgress, Unavailable, DeadlineExceeded, Cancelled)
-
-
-class Step(enum.Enum):
-    DONE = "done"  # nothing more to do; forget the backoff
-    RETRY = "retry"  # again after the item's exponential backoff
-    RETRY_SLOW = "retry-slow"  # again after retry_interval_max
-    RESCHEDULED = "rescheduled"  # selected-node removed; the claim comes back when the scheduler decides
-    STOP = "stop"  # never again by itself (the driver cannot do it)
-    IGNORED = "ignored"  # not ours / not ready for us
-
-
-@dataclass(frozen=True)
-class Outcome:
-    step: Step
-    message: str = ""
-
-
-class Lister(Protocol):
-    """Read access to the informers' caches."""
-
-    def get(self, kind: Kind, name: str, namespace: str = "") -> Obj | None: ...
-
-    def list(self, kind: Kind) -> list[Obj]: ...
 
 
 def claim_key(claim: Obj) -> str:
@@ -134,6 +119,7 @@ class ProvisionerCore:
         self.rng = rng or random.Random()
         self.identity = config.identity or f"{int(clock.time() * 1000)}-{self.rng.randrange(10000)}-{driver}"
         self._cache: dict[str, TopologyRequirement | None] = {}
+        self.deleter = VolumeDeleter(kube, csi, lister, driver, self.event)
         self._lock = threading.Lock()
 
     # --- which objects are ours -------------------------------------------------------------------------
@@ -224,6 +210,9 @@ class ProvisionerCore:
         requirement = self._requirement(claim, sc, binding, selected)
         if isinstance(requirement, Outcome):
             return requirement
+        protected = self._protect_clone_source(claim, sc)
+        if protected is not None:
+            return protected
         self.event(
             claim,
             Kind.CLAIM,
@@ -245,9 +234,41 @@ class ProvisionerCore:
         except ExternalPopulator as e:
             self.event(claim, Kind.CLAIM, "Normal", "Provisioning", f"Assuming an external populator: {e}")
             return None
+        except SnapshotApiMissing as e:
+            # Nothing changes until someone installs the CRDs: say so plainly and retry slowly.
+            self.event(claim, Kind.CLAIM, "Warning", "ProvisioningFailed", _failed(sc, str(e)))
+            return Outcome(Step.RETRY_SLOW, str(e))
         except (ZonalError, KubeError) as e:
             self.event(claim, Kind.CLAIM, "Warning", "ProvisioningFailed", _failed(sc, str(e)))
             return Outcome(Step.RETRY, str(e))
+
+    def _protect_clone_source(self, claim: Obj, sc: Obj) -> Outcome | None:
+        """Sidecar (setCloneFinalizer): the source claim gets the cloning finalizer before CreateVolume."""
+        source = clone_source_name(claim)
+        if not source:
+            return None
+        try:
+            add_clone_finalizer(self.kube, claim["metadata"].get("namespace", ""), source)
+        except KubeError as e:
+            message = f"could not add finalizer {CLONE_FINALIZER} to source claim {source}: {e}"
+            self.event(claim, Kind.CLAIM, "Warning", "ProvisioningFailed", _failed(sc, message))
+            return Outcome(Step.RETRY, message)
+        return None
+
+    def release_clone_source(self, source: Obj) -> Outcome:
+        """Sidecar (CloningProtectionController): a source being deleted loses the cloning finalizer once
+        no claim cloning it is Pending."""
+        meta = source["metadata"]
+        if not has_finalizer(source, CLONE_FINALIZER) or not meta.get("deletionTimestamp"):
+            return Outcome(Step.IGNORED, "not a clone source being deleted")
+        pending = pending_clones(source, self.lister.list(Kind.CLAIM))
+        if pending:
+            return Outcome(Step.RETRY, f"PVC '{pending[0]}' is in 'Pending' state, cloning in progress")
+        try:
+            remove_clone_finalizer(self.kube, meta.get("namespace", ""), meta["name"])
+        except KubeError as e:
+            return Outcome(Step.RETRY, f"removing finalizer {CLONE_FINALIZER}: {e}")
+        return Outcome(Step.DONE, f"finalizer {CLONE_FINALIZER} removed")
 
     def cluster_view(self) -> ClusterView:
         return build_cluster_view(self.lister.list(Kind.NODE), self.lister.list(Kind.CSINODE), self.driver)
@@ -395,81 +416,14 @@ class ProvisionerCore:
         self.event(claim, Kind.CLAIM, "Warning", "ProvisioningFailed", _failed(sc, message))
         return Outcome(Step.RETRY, message)
 
-    # --- deletion ------------------------------------------------------------------------------------
+    # --- deletion (the rules live in deletion.py) ----------------------------------------------------------
 
     def pv_is_ours(self, pv: Obj) -> bool:
-        return annotations_of(pv).get(ANN_PROVISIONED_BY) == self.driver
+        return self.deleter.pv_is_ours(pv)
 
     def delete(self, pv: Obj) -> Outcome:
         """Released + Delete → DeleteVolume, delete the PV, drop the finalizer; Retain: finalizer only."""
-        if not self.pv_is_ours(pv):
-            return Outcome(Step.IGNORED, "not provisioned by this driver")
-        spec, meta = pv.get("spec", {}), pv["metadata"]
-        phase = pv.get("status", {}).get("phase", "")
-        deleting = bool(meta.get("deletionTimestamp"))
-        if phase not in ("Released", "Failed") and not (deleting and phase in ("Available", "")):
-            return Outcome(Step.IGNORED, f"phase {phase}")
-        if spec.get("persistentVolumeReclaimPolicy", "Delete") != "Delete":
-            return self._drop_finalizer(pv)
-        attached = [
-            va
-            for va in self.lister.list(Kind.VOLUME_ATTACHMENT)
-            if va.get("spec", {}).get("source", {}).get("persistentVolumeName") == meta["name"]
-        ]
-        if attached:
-            node = attached[0].get("spec", {}).get("nodeName", "")
-            message = f"persistentvolume {meta['name']} is still attached to node {node}"
-            self.event(pv, Kind.PV, "Warning", "VolumeFailedDelete", message)
-            return Outcome(Step.RETRY, message)
-        handle = (spec.get("csi") or {}).get("volumeHandle", "")
-        try:
-            self.csi.delete_volume(handle, self._deletion_secrets(pv))
-        except ZonalError as e:
-            self.event(pv, Kind.PV, "Warning", "VolumeFailedDelete", str(e))
-            return Outcome(Step.RETRY, str(e))
-        outcome = self._drop_finalizer(pv)
-        if outcome.step is not Step.DONE:
-            return outcome
-        try:
-            self.kube.delete(Kind.PV, meta["name"])
-        except KubeNotFound:
-            pass
-        except KubeError as e:
-            return Outcome(Step.RETRY, f"deleting PV: {e}")
-        return Outcome(Step.DONE, f"deleted {handle}")
-
-    def _deletion_secrets(self, pv: Obj) -> Mapping[str, str]:
-        ann = annotations_of(pv)
-        name, namespace = ann.get(ANN_DELETION_SECRET_NAME, ""), ann.get(ANN_DELETION_SECRET_NAMESPACE, "")
-        if not (name and namespace):
-            return {}
-        try:
-            return read_secret(self.kube, namespace, name)
-        except ZonalError as e:  # the secret may already be gone; deletion proceeds without it
-            log.warning("no deletion secret for %s: %s", pv["metadata"]["name"], e)
-            return {}
-
-    def _drop_finalizer(self, pv: Obj) -> Outcome:
-        name = pv["metadata"]["name"]
-        for _ in range(3):
-            try:
-                current = self.kube.get(Kind.PV, name)
-            except KubeNotFound:
-                return Outcome(Step.DONE, "PV already gone")
-            finalizers = list(current["metadata"].get("finalizers") or ())
-            if FINALIZER not in finalizers:
-                return Outcome(Step.DONE, "no finalizer")
-            current["metadata"]["finalizers"] = [f for f in finalizers if f != FINALIZER]
-            try:
-                self.kube.replace(Kind.PV, current)
-                return Outcome(Step.DONE, "finalizer removed")
-            except KubeConflict:
-                continue
-            except KubeNotFound:
-                return Outcome(Step.DONE, "PV already gone")
-            except KubeError as e:
-                return Outcome(Step.RETRY, f"removing finalizer: {e}")
-        return Outcome(Step.RETRY, "removing finalizer: conflicts")
+        return self.deleter.delete(pv)
 
 
 def _with_requirement(prepared: Prepared, requirement: TopologyRequirement | None) -> CreateVolumeRequest:

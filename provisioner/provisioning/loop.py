@@ -24,9 +24,11 @@ from provisioner.ports.kube import (
     KubeApi,
     Obj,
 )
+from provisioner.provisioning.clone_protection import CLONE_FINALIZER, has_finalizer
 from provisioner.provisioning.core import Outcome, ProvisionerCore, Step
 from provisioner.provisioning.informer import Informer, Stores
 from provisioner.provisioning.leader import LeaderElector
+from provisioner.provisioning.request import clone_source_name
 from provisioner.provisioning.settings import ProvisionerConfig
 from provisioner.provisioning.workqueue import Backoff, WorkQueue, start_workers
 
@@ -108,6 +110,7 @@ class ProvisionerLoop:
         backoff = (config.retry_interval_start, config.retry_interval_max)
         self.claims = WorkQueue(Backoff(*backoff))
         self.volumes = WorkQueue(Backoff(*backoff))
+        self.clone_sources = WorkQueue(Backoff(*backoff))  # claims holding the cloning finalizer
         self.outcomes: list[tuple[str, Outcome]] = []  # the latest outcomes, for /healthz and tests
         self._stop = threading.Event()
         if metrics is not None:
@@ -122,6 +125,7 @@ class ProvisionerLoop:
         assert obj is not None
         meta = obj["metadata"]
         key = f"{meta.get('namespace', '')}/{meta['name']}"
+        self._on_clone_change(key, obj, new)
         if type_ == "DELETED":
             self._first_seen.pop(key, None)
             self.core.forget_claim(meta.get("uid", ""))
@@ -130,6 +134,14 @@ class ProvisionerLoop:
         if self.core.claim_is_ours(obj) and not obj.get("spec", {}).get("volumeName"):
             self._first_seen.setdefault(key, self.clock.monotonic())
             self.claims.add(key)
+
+    def _on_clone_change(self, key: str, obj: Obj, new: Obj | None) -> None:
+        """A source claim with the cloning finalizer, or any change to a clone, re-checks the source."""
+        if new is not None and has_finalizer(new, CLONE_FINALIZER):
+            self.clone_sources.add(key)
+        source = clone_source_name(obj)
+        if source:
+            self.clone_sources.add(f"{obj['metadata'].get('namespace', '')}/{source}")
 
     def _on_pv(self, type_: str, old: Obj | None, new: Obj | None) -> None:
         if new is not None and type_ != "DELETED" and self.core.pv_is_ours(new):
@@ -175,6 +187,14 @@ class ProvisionerLoop:
             # DELETED event dropped it.
             self.core.forget_claim(uid)
 
+    def _process_clone_source(self, key: str) -> None:
+        namespace, _, name = key.partition("/")
+        source = self.stores.get(Kind.CLAIM, name, namespace)
+        if source is None:
+            self.clone_sources.forget(key)
+            return
+        self._apply(self.clone_sources, key, self.core.release_clone_source(source))
+
     def _process_volume(self, key: str) -> None:
         pv = self.stores.get(Kind.PV, key)
         if pv is None:
@@ -193,14 +213,18 @@ class ProvisionerLoop:
         workers = max(1, self.config.worker_threads)
         start_workers(self.claims, self._process_claim, workers, "claims")
         start_workers(self.volumes, self._process_volume, max(1, workers // 4), "volumes")
+        start_workers(self.clone_sources, self._process_clone_source, max(1, workers // 10), "clone-sources")
 
     def stop(self) -> None:
         self._stop.set()
         self.claims.shut_down()
         self.volumes.shut_down()
+        self.clone_sources.shut_down()
 
     def idle(self) -> bool:
-        return self.claims.pending() == 0 and self.volumes.pending() == 0
+        return (
+            self.claims.pending() == 0 and self.volumes.pending() == 0 and self.clone_sources.pending() == 0
+        )
 
 
 def run_provisioner(

@@ -23,6 +23,7 @@ from provisioner.ports.kube import (
     CreateVolumeRequest,
     Kind,
     KubeApi,
+    KubeError,
     KubeNotFound,
     Obj,
 )
@@ -96,6 +97,10 @@ KNOWN_RESERVED = {FSTYPE_KEY} | {
 
 class ExternalPopulator(Exception):
     """The claim's data source is neither a PVC nor a VolumeSnapshot: another controller fills it."""
+
+
+class SnapshotApiMissing(FailedPrecondition):
+    """The claim restores a VolumeSnapshot but the API server does not serve snapshot.storage.k8s.io."""
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,13 @@ def _snapshot_source(kube: KubeApi, claim: Obj, namespace: str, name: str, drive
     try:
         snap = kube.get(Kind.VOLUME_SNAPSHOT, name, namespace)
     except KubeNotFound as e:
-        raise NotFound(f"snapshot {namespace}/{name} not found (or the snapshot CRDs are missing)") from e
+        if not _snapshot_api_served(kube, namespace):
+            raise SnapshotApiMissing(
+                f"cannot restore snapshot {namespace}/{name}: the VolumeSnapshot API "
+                f"({Kind.VOLUME_SNAPSHOT.api_version}) is not served; install the snapshot CRDs "
+                "and the snapshot controller"
+            ) from e
+        raise NotFound(f"snapshot {namespace}/{name} not found") from e
     if snap["metadata"].get("deletionTimestamp"):
         raise FailedPrecondition(f"snapshot {name} is currently being deleted")
     status = snap.get("status") or {}
@@ -309,6 +320,40 @@ def _snapshot_source(kube: KubeApi, claim: Obj, namespace: str, name: str, drive
     if restore and want < parse_quantity(str(restore)):
         raise InvalidArgument(f"requested volume size {want} is less than the size of snapshot {name}")
     return ContentSource(snapshot_id=handle)
+
+
+def _snapshot_api_served(kube: KubeApi, namespace: str) -> bool:
+    """A 404 on get means either "no such snapshot" or "no such API"; a 404 on list means the latter."""
+    try:
+        kube.list(Kind.VOLUME_SNAPSHOT, namespace)
+    except KubeNotFound:
+        return False
+    except KubeError:
+        return True  # cannot tell (forbidden, unavailable): keep the plain not-found answer
+    return True
+
+
+def clone_source_name(claim: Obj) -> str:
+    """The name of the claim this claim clones ("" when its data source is not a PVC)."""
+    spec = claim.get("spec") or {}
+    source = spec.get("dataSourceRef") or spec.get("dataSource") or {}
+    if source.get("kind") == "PersistentVolumeClaim" and not source.get("apiGroup"):
+        return str(source.get("name") or "")
+    return ""
+
+
+def deletion_secret_reference(pv: Obj, storage_class: Obj) -> tuple[str, str] | None:
+    """(namespace, name) of the provisioner secret for a PV without deletion-secret annotations.
+
+    Sidecar (getSecretsFromSC): the claim is gone, so the templates see a claim made only of the PV's
+    claimRef name and namespace (no annotations); a PV without claimRef is deleted without secrets.
+    """
+    ref = (pv.get("spec") or {}).get("claimRef") or {}
+    if not ref:
+        return None
+    params = {str(k): str(v) for k, v in (storage_class.get("parameters") or {}).items()}
+    stub: Obj = {"metadata": {"name": ref.get("name", ""), "namespace": ref.get("namespace", "")}}
+    return secret_reference(PROVISIONER_SECRET, params, pv["metadata"]["name"], stub, with_annotations=False)
 
 
 def prepare(

@@ -39,6 +39,7 @@ class FakeCsiClient:
     volumes: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # name → (id, bytes, zone)
     creates: list[CreateVolumeRequest] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
+    delete_secrets: list[dict[str, str]] = field(default_factory=list)  # the secrets each DeleteVolume got
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def probe(self) -> bool:
@@ -81,6 +82,7 @@ class FakeCsiClient:
     def delete_volume(self, volume_id: str, secrets: Mapping[str, str] | None = None) -> None:
         with self._lock:
             self.deletes.append(volume_id)
+            self.delete_secrets.append(dict(secrets or {}))
             if self.delete_errors:
                 raise self.delete_errors.pop(0)
             for name, (vid, _, _) in list(self.volumes.items()):
