@@ -85,6 +85,10 @@ class ControllerConfig:
     default_wait_timeout: float = 300.0
     attach_timeout: float = 90.0
     probe_cache_seconds: float = 60.0
+    # IdempotentParameterMismatch with no volume of that name visible: EC2 may still be making the
+    # earlier request's volume visible (Describe is eventually consistent). Only after this long is the
+    # token treated as belonging to a deleted volume and replaced; before, the call answers ABORTED.
+    token_mismatch_grace: float = 30.0
     # ControllerExpandVolume / ControllerModifyVolume requests for one volume arriving within this
     # many seconds are merged into one EC2 ModifyVolume (EC2 allows one modification at a time).
     modify_merge_window: float = 2.0

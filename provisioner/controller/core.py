@@ -120,6 +120,7 @@ class ControllerCore:
         self.sources = Sources(cloud, self.waiter, driver, self.log)
         self._lock = threading.Lock()
         self._token_generation: dict[str, int] = {}
+        self._mismatch_since: dict[str, float] = {}
         self._probe_ok_at: float | None = None
 
     # CreateVolume / DeleteVolume.
@@ -222,11 +223,11 @@ class ControllerCore:
     def _create(self, spec: VolumeSpec, zone: str, copy_from: str = "") -> Volume:
         """CreateVolume with the name's current client token.
 
-        No volume carries the name (it was looked up first), so a token EC2 still remembers belongs to
-        an earlier volume of this name that is gone: EC2 then answers with that deleted volume, or with
-        IdempotentParameterMismatch when the parameters differ. Either way the token is rotated and the
-        call made once more (aws-ebs-csi-driver rotates too, but only on the next retry)."""
-        for attempt in (1, 2):
+        No volume carries the name (it was looked up first), so a token EC2 still remembers most likely
+        belongs to an earlier volume of this name that is gone. EC2 answers with that deleted volume (the
+        token is rotated and the call made once more), or with IdempotentParameterMismatch when the
+        parameters differ (see :meth:`_token_mismatch`: rotated only once that cannot duplicate)."""
+        for _ in (1, 2):
             with self._lock:
                 generation = self._token_generation.get(spec.name, 0)
             token = client_token(spec.name, generation)
@@ -236,19 +237,38 @@ class ControllerCore:
                 else:
                     volume = self.cloud.create_volume(spec, zone, token)
             except AlreadyExists as e:
-                self._rotate_token(spec.name)
-                if attempt == 1:
-                    continue
-                raise AlreadyExists(
-                    f"volume {spec.name} was requested before with other parameters and EC2 still holds "
-                    f"that request ({e.message})"
-                ) from e
+                self._token_mismatch(spec.name, e)
+                continue
             if volume.state in (VolumeState.DELETING, VolumeState.DELETED):
                 self._rotate_token(spec.name)
                 continue
             self.log.info("created volume %s for %s in %s", volume.volume_id, spec.name, zone)
             return volume
         raise OperationInProgress(f"EC2 keeps answering with deleted volumes for {spec.name}; retry later")
+
+    def _token_mismatch(self, name: str, e: AlreadyExists) -> None:
+        """EC2 holds an earlier request with this token and other parameters (IdempotentParameterMismatch).
+
+        Replacing the token at once could create a second volume of the same name while the first is
+        still invisible to Describe (eventual consistency). So: a visible volume of that name → ABORTED
+        (the retry's lookup judges it); none yet → ABORTED until ``token_mismatch_grace`` has passed
+        since the first mismatch, then the token is treated as a deleted volume's and replaced."""
+        existing = self.cloud.find_volume_by_name(name)
+        if existing is not None:
+            raise OperationInProgress(
+                f"volume {name} exists as {existing.volume_id} from an earlier request; retry to check it"
+            ) from e
+        now = self.clock.monotonic()
+        with self._lock:
+            since = self._mismatch_since.setdefault(name, now)
+        if now - since < self.config.token_mismatch_grace:
+            raise OperationInProgress(
+                f"EC2 holds an earlier CreateVolume for {name} with other parameters ({e.message}) and no "
+                "volume of that name is visible yet; retrying before making a new request"
+            ) from e
+        with self._lock:
+            self._mismatch_since.pop(name, None)
+        self._rotate_token(name)
 
     def _rotate_token(self, name: str) -> None:
         with self._lock:

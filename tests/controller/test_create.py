@@ -191,21 +191,42 @@ def test_error_state_deletes_the_volume_and_fails(core: ControllerCore, cloud: F
     assert cloud.created_with[0][2] != cloud.created_with[1][2]
 
 
-def test_stale_token_with_other_parameters_is_rotated(core: ControllerCore, cloud: FakeCloud) -> None:
+def test_stale_token_with_other_parameters_is_rotated_after_the_grace(
+    core: ControllerCore, cloud: FakeCloud, clock: FakeClock
+) -> None:
     # EC2 remembers the token from an earlier request with other parameters whose volume is gone.
     earlier = cloud.create_volume(VolumeSpec("pvc-1", 50), "us-east-1a", client_token("pvc-1"))
     cloud.delete_volume(earlier.volume_id)
+    with pytest.raises(errors.OperationInProgress, match="no volume of that name is visible yet"):
+        create(core)  # it could still be an invisible, live volume: no second request yet
+    clock.advance(ControllerConfig().token_mismatch_grace)
     created = create(core)
     tokens = [token for _, _, token in cloud.created_with]
-    assert tokens[1] == tokens[0] != tokens[2]
+    assert tokens[0] == tokens[1] == tokens[2] != tokens[3]
     assert cloud.volumes[created.volume_id].volume.size_gib == 10
 
 
-def test_persistent_token_mismatch_is_already_exists(core: ControllerCore, cloud: FakeCloud) -> None:
-    cloud.fail("create_volume", errors.AlreadyExists("mismatch"), errors.AlreadyExists("mismatch"))
-    with pytest.raises(errors.AlreadyExists, match="other parameters"):
-        create(core)
-    assert create(core).volume_id  # a later retry goes through with the rotated token
+def test_token_mismatch_never_duplicates_a_volume_that_is_not_visible_yet(
+    core: ControllerCore, cloud: FakeCloud, clock: FakeClock
+) -> None:
+    # Eventual consistency: EC2 created the first request's volume but Describe does not show it yet,
+    # and the same name comes back with other parameters.
+    cloud.fail("create_volume", *[errors.AlreadyExists("IdempotentParameterMismatch")] * 5)
+    for _ in range(5):
+        with pytest.raises(errors.OperationInProgress):
+            create(core)
+        clock.advance(5)
+    assert not cloud.volumes  # no second volume was created within the grace
+    assert len({token for _, _, token in cloud.created_with}) <= 1
+
+
+def test_mismatch_with_a_visible_volume_is_judged_by_the_lookup(
+    core: ControllerCore, cloud: FakeCloud
+) -> None:
+    first = create(core, size_gib=10)
+    with pytest.raises(errors.AlreadyExists, match="incompatible"):
+        create(core, size_gib=20)  # the lookup by name finds it first: ALREADY_EXISTS, no new request
+    assert list(cloud.volumes) == [first.volume_id]
 
 
 def test_recreating_a_deleted_name_gets_a_new_volume(core: ControllerCore, cloud: FakeCloud) -> None:
