@@ -182,13 +182,13 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
                     f"expected one of {sorted(VOLUME_TYPES)}"
                 )
         elif lower == KEY_IOPS:
-            iops = _positive_int(key, value)
+            iops = positive_int(key, value)
         elif lower == KEY_IOPS_PER_GB:
-            iops_per_gb = _positive_int(key, value)
+            iops_per_gb = positive_int(key, value)
         elif lower == KEY_ALLOW_IOPS_INCREASE:
             allow_increase = _bool(key, value)
         elif lower == KEY_THROUGHPUT:
-            throughput = _positive_int(key, value)
+            throughput = positive_int(key, value)
         elif lower == KEY_ENCRYPTED:
             encrypted = _bool(key, value)
         elif lower == KEY_KMS_KEY_ID:
@@ -205,7 +205,7 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
             if lower == CONTEXT_EXT4_BIGALLOC:
                 context[lower] = "true" if _bool(key, value) else "false"
             else:
-                context[lower] = str(_positive_int(key, value))
+                context[lower] = str(positive_int(key, value))
         else:
             raise InvalidArgument(f"unknown parameter {key!r}")
 
@@ -330,7 +330,8 @@ def check_tag_key(key: str, tag_key: str) -> None:
     _tag_spec(key, f"{tag_key}=")
 
 
-def _positive_int(key: str, value: str) -> int:
+def positive_int(key: str, value: str) -> int:
+    """A parameter's value as a whole number above zero; InvalidArgument naming the key otherwise."""
     try:
         number = int(value.strip(), 10)
     except ValueError:

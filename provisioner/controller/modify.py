@@ -88,9 +88,9 @@ def parse_mutable(parameters: Mapping[str, str]) -> ModifyRequest:
                     f"expected one of {sorted(P.VOLUME_TYPES)}"
                 )
         elif lower == P.KEY_IOPS:
-            iops = _positive_int(key, value)
+            iops = P.positive_int(key, value)
         elif lower == P.KEY_THROUGHPUT:
-            throughput = _positive_int(key, value)
+            throughput = P.positive_int(key, value)
         elif lower.startswith(P.KEY_TAG_SPEC_PREFIX) and len(lower) > len(P.KEY_TAG_SPEC_PREFIX):
             tag_key, tag_value = P.parse_tag_spec(key, value)
             add[tag_key] = tag_value
@@ -106,16 +106,6 @@ def parse_mutable(parameters: Mapping[str, str]) -> ModifyRequest:
     if clash:
         raise InvalidArgument(f"tag {clash[0]!r} is both added and deleted")
     return ModifyRequest(volume_type, iops, throughput, add, tuple(remove))
-
-
-def _positive_int(key: str, value: str) -> int:
-    try:
-        number = int(value.strip(), 10)
-    except ValueError:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} is not a whole number") from None
-    if number <= 0:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} must be greater than zero")
-    return number
 
 
 def _check_performance(request: ModifyRequest, volume: Volume) -> None:

@@ -14,22 +14,10 @@ from tests.fakes.clock import FakeClock
 from tests.fakes.cloud import FakeCloud
 from tests.fakes.csi_client import FakeCsiClient
 from tests.fakes.kube import FakeKube, claim, storage_class, three_zone_cluster
+from tests.provisioner.conftest import DirectLister
 
 DRIVER = "zonal.csi.dev"
 ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
-
-
-class DirectLister:
-    """The core's Lister read straight from the fake cluster."""
-
-    def __init__(self, kube: FakeKube) -> None:
-        self.kube = kube
-
-    def get(self, kind: Kind, name: str, namespace: str = "") -> Obj | None:
-        return self.kube.find(kind, name, namespace)
-
-    def list(self, kind: Kind) -> list[Obj]:
-        return self.kube.objects(kind)
 
 
 class EbsCsiClient(FakeCsiClient):
