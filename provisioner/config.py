@@ -85,10 +85,16 @@ class ControllerConfig:
     default_wait_timeout: float = 300.0
     attach_timeout: float = 90.0
     probe_cache_seconds: float = 60.0
+    # ValidateVolumeCapabilities reuses a volume read from EC2 for this long (0: read every time).
+    validate_cache_seconds: float = 5.0
     # IdempotentParameterMismatch with no volume of that name visible: EC2 may still be making the
     # earlier request's volume visible (Describe is eventually consistent). Only after this long is the
     # token treated as belonging to a deleted volume and replaced; before, the call answers ABORTED.
     token_mismatch_grace: float = 30.0
+    # Look the name up (DescribeVolumes by tag) before every CreateVolume. Off: EC2's ClientToken makes
+    # retries idempotent, and the name is looked up only on IdempotentParameterMismatch. On: a volume of
+    # this name made by another token (another tool, an expired token) is found too.
+    lookup_before_create: bool = False
     # ControllerExpandVolume / ControllerModifyVolume requests for one volume arriving within this
     # many seconds are merged into one EC2 ModifyVolume (EC2 allows one modification at a time).
     modify_merge_window: float = 2.0

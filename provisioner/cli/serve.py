@@ -87,6 +87,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 action="store_true",
                 help="let DeleteVolume delete volumes this driver did not create",
             )
+            g.add_argument(
+                "--lookup-before-create",
+                action="store_true",
+                help="look each name up (DescribeVolumes) before CreateVolume, besides the ClientToken: "
+                "finds volumes of that name made by other tools, at one more EC2 call per volume",
+            )
         cloud.add_args(p)
         embedded.add_args(p)
         if mode in ("node", "all"):
@@ -141,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
                 ControllerConfig(
                     default_zone=args.default_zone,
                     allow_foreign_volume_delete=args.allow_foreign_volume_delete,
+                    lookup_before_create=args.lookup_before_create,
                 ),
             )
             controller_service = ControllerService(core)

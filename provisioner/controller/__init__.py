@@ -14,7 +14,8 @@ from provisioner.controller.common import (
     Validation,
     VolumeStatus,
 )
-from provisioner.controller.core import ControllerCore, client_token
+from provisioner.controller.core import ControllerCore
+from provisioner.controller.tokens import client_token
 
 __all__ = [
     "DEVICE_NAMES",

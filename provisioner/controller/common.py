@@ -204,3 +204,39 @@ class Waiter:
             if result is not None:
                 return result
             delay = min(delay * self.config.wait_factor, self.config.wait_max_delay)
+
+
+class RecentVolumes:
+    """Volumes read from EC2 within the last ``ttl`` seconds, for reads that tolerate that staleness.
+
+    ValidateVolumeCapabilities must answer NOT_FOUND for a volume that does not exist, but whether a
+    volume exists and is multi-attach changes rarely, and EC2's own Describe lags by seconds anyway; so
+    a read is reused for ``ttl`` seconds. A missing volume is never remembered (NOT_FOUND is always
+    EC2's fresh answer), and this driver's own deletions and modifications forget the volume at once.
+    """
+
+    def __init__(self, clock: Clock, ttl: float) -> None:
+        self._clock = clock
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[float, Volume]] = {}
+
+    def get(self, volume_id: str, read: Callable[[str], Volume]) -> Volume:
+        now = self._clock.monotonic()
+        with self._lock:
+            hit = self._seen.get(volume_id)
+        if hit is not None and now - hit[0] < self._ttl:
+            return hit[1]
+        volume = read(volume_id)
+        if self._ttl > 0:
+            with self._lock:
+                if len(self._seen) >= 4096:  # bounded: drop what has expired, else everything
+                    self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self._ttl}
+                    if len(self._seen) >= 4096:
+                        self._seen.clear()
+                self._seen[volume_id] = (now, volume)
+        return volume
+
+    def forget(self, volume_id: str) -> None:
+        with self._lock:
+            self._seen.pop(volume_id, None)

@@ -4,9 +4,15 @@ Takes model values (never protobuf) and a :class:`~provisioner.ports.clock.Deadl
 errors (never gRPC codes), waits with the injected clock. It must not import an adapter, grpc or
 boto3; the servicer in ``provisioner.csi`` converts and delegates.
 
-CreateVolume in short: validate → in-flight guard on the name → look the name up (idempotency) →
-choose a zone → CreateVolume with ClientToken = sha256(name) → wait for ``available`` → answer with the
-zone EC2 reports. Documented choices:
+CreateVolume in short: validate → in-flight guard on the name → choose a zone → CreateVolume with
+ClientToken = sha256(name) → wait for ``available`` → answer with the zone EC2 reports. Documented
+choices:
+
+* Idempotency is EC2's ClientToken (see :mod:`.tokens`), not a lookup by name before every create: a
+  retry gets the first call's volume from EC2 itself, and the name is looked up only when EC2 answers
+  IdempotentParameterMismatch (the same name asked with other parameters: compatible → that volume,
+  else ALREADY_EXISTS). ``ControllerConfig.lookup_before_create`` restores the lookup, one more
+  DescribeVolumes per volume, for volumes of this name made by other means than this token.
 
 * A volume that ends in EC2's ``error`` state is deleted and the call fails with INTERNAL (the cause
   is not known to be zone capacity, so the sidecar should retry on the same node rather than
@@ -25,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import logging
 import re
 import threading
@@ -35,10 +40,10 @@ from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller.attach import Attacher
 from provisioner.controller.common import (
-    TAG_SOURCE_VOLUME,
     ControllerCapability,
     CreatedVolume,
     InFlight,
+    RecentVolumes,
     Validation,
     VolumeStatus,
     Waiter,
@@ -50,9 +55,11 @@ from provisioner.controller.common import (
     volume_status,
     wants_multi_attach,
 )
+from provisioner.controller.existing import NameRequest, check_existing, check_zone
 from provisioner.controller.modify import Expanded, Modifier
 from provisioner.controller.snapshots import Snapshotter
 from provisioner.controller.sources import SourcePlan, Sources, size_for
+from provisioner.controller.tokens import ClientTokens
 from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -77,11 +84,10 @@ from provisioner.model import (
     VolumeCapability,
     VolumeSpec,
     VolumeState,
-    Zone,
 )
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
-from provisioner.topology.zones import ZoneChoice, choose_zone, requested_zones, zone_in_requirement
+from provisioner.topology.zones import ZoneChoice, choose_zone
 
 SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
@@ -89,10 +95,12 @@ _VOLUME_ID = re.compile(r"^vol-[0-9a-f]+$")
 _LIST_PAGE = 1000
 
 
-def client_token(name: str, generation: int = 0) -> str:
-    """EC2 ClientToken for the ``generation``-th attempt at creating ``name`` (hex sha256, 64 chars)."""
-    base = name if generation == 0 else f"{name}-{generation + 1}"
-    return hashlib.sha256(base.encode("utf-8")).hexdigest()
+@dataclasses.dataclass(frozen=True)
+class _Outcome:
+    volume: Volume
+    # True: EC2 answered with a volume an earlier request of this name made (judged compatible), which
+    # is answered with once available, like a volume found by name.
+    name_reused: bool = False
 
 
 class ControllerCore:
@@ -118,9 +126,9 @@ class ControllerCore:
         self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log)
         self.modifier = Modifier(cloud, self.waiter, config, self.log)
         self.sources = Sources(cloud, self.waiter, driver, self.log)
+        self.tokens = ClientTokens(clock, config.token_mismatch_grace)
+        self.recent = RecentVolumes(clock, config.validate_cache_seconds)
         self._lock = threading.Lock()
-        self._token_generation: dict[str, int] = {}
-        self._mismatch_since: dict[str, float] = {}
         self._probe_ok_at: float | None = None
 
     # CreateVolume / DeleteVolume.
@@ -175,13 +183,13 @@ class ControllerCore:
         )
         until = self.waiter.deadline(deadline)
         with self.inflight.guard(f"create:{name}", f"creating volume {name}"):
-            existing = self.cloud.find_volume_by_name(name)
-            if existing is not None:
-                self._check_existing(existing, spec, capacity, requirement, plan)
-                volume = self._wait_available(existing, until)
-                if plan.clone_of:
-                    self.sources.remove_intermediate(name)
-                return self._created(volume, parsed.volume_context, None, plan.source)
+            # A clone is looked up first: its retry would otherwise take a fresh intermediate snapshot
+            # before EC2's token could answer with the first clone.
+            if self.config.lookup_before_create or plan.clone_of:
+                existing = self.cloud.find_volume_by_name(name)
+                if existing is not None:
+                    self._check_existing(existing, NameRequest(spec, capacity, requirement, plan))
+                    return self._reuse(existing, parsed.volume_context, plan, until)
             if plan.zone:
                 choice = ZoneChoice(plan.zone, SOURCE_ZONE)
             else:
@@ -198,131 +206,97 @@ class ControllerCore:
                     skip.reason,
                 )
             self.log.info("volume %s: %s", name, choice.describe())
+            request = NameRequest(spec, capacity, requirement, plan)
             if plan.clone_of:
-                volume = self._clone(spec, plan, until)
+                outcome = self._clone(request, until)
             else:
                 with self.snapshotter.restoring(plan.snapshot_id):
-                    volume = self._create(spec, choice.zone)
-                    volume = self._wait_available(volume, until)
-            return self._created(volume, parsed.volume_context, choice, plan.source)
+                    outcome = self._create(request, spec, choice.zone)
+                    if not outcome.name_reused:
+                        outcome = _Outcome(self._wait_available(outcome.volume, until))
+            if outcome.name_reused:
+                return self._reuse(outcome.volume, parsed.volume_context, plan, until)
+            return self._created(outcome.volume, parsed.volume_context, choice, plan.source)
 
-    def _clone(self, spec: VolumeSpec, plan: SourcePlan, until: Deadline) -> Volume:
+    def _reuse(
+        self, existing: Volume, context: Mapping[str, str], plan: SourcePlan, until: Deadline
+    ) -> CreatedVolume:
+        """CSI: a compatible volume of this name exists → answer with it (once it is available)."""
+        volume = self._wait_available(existing, until)
+        if plan.clone_of:
+            self.sources.remove_intermediate(volume.name)
+        return self._created(volume, context, None, plan.source)
+
+    def _clone(self, request: NameRequest, until: Deadline) -> _Outcome:
         """CopyVolumes if the endpoint has it, else snapshot-then-restore (see :mod:`.sources`)."""
+        spec, plan = request.spec, request.plan
         try:
-            volume = self._create(spec, plan.zone, copy_from=plan.clone_of)
+            outcome = self._create(request, spec, plan.zone, copy_from=plan.clone_of)
         except Unimplemented:
             snapshot = self.sources.intermediate_snapshot(spec.name, plan.clone_of, until)
             restored = dataclasses.replace(spec, snapshot_id=snapshot.snapshot_id)
             with self.snapshotter.restoring(snapshot.snapshot_id):
-                volume = self._create(restored, plan.zone)
-                volume = self._wait_available(volume, until)
+                outcome = self._create(request, restored, plan.zone)
+                if outcome.name_reused:
+                    return outcome
+                volume = self._wait_available(outcome.volume, until)
             self.sources.remove_intermediate(spec.name)
-            return volume
-        return self._wait_available(volume, until)
+            return _Outcome(volume)
+        if outcome.name_reused:
+            return outcome
+        return _Outcome(self._wait_available(outcome.volume, until))
 
-    def _create(self, spec: VolumeSpec, zone: str, copy_from: str = "") -> Volume:
-        """CreateVolume with the name's current client token.
+    def _create(self, request: NameRequest, spec: VolumeSpec, zone: str, copy_from: str = "") -> _Outcome:
+        """CreateVolume (or CopyVolumes) with the name's current client token; no lookup by name first.
 
-        No volume carries the name (it was looked up first), so a token EC2 still remembers most likely
-        belongs to an earlier volume of this name that is gone. EC2 answers with that deleted volume (the
-        token is rotated and the call made once more), or with IdempotentParameterMismatch when the
-        parameters differ (see :meth:`_token_mismatch`: rotated only once that cannot duplicate)."""
+        EC2 answers a token it has seen with that request's volume — a retry; EC2 ignores the zone when
+        comparing, so the volume's zone is checked against the requirement — or with that volume deleted
+        (the name is being reused: the token is rotated and the call made once more), or with
+        IdempotentParameterMismatch when the parameters differ (see :meth:`_token_mismatch`)."""
         for _ in (1, 2):
-            with self._lock:
-                generation = self._token_generation.get(spec.name, 0)
-            token = client_token(spec.name, generation)
+            token = self.tokens.current(spec.name)
             try:
                 if copy_from:
                     volume = self.cloud.copy_volume(copy_from, spec, token)
                 else:
                     volume = self.cloud.create_volume(spec, zone, token)
             except AlreadyExists as e:
-                self._token_mismatch(spec.name, e)
+                existing = self._token_mismatch(spec.name, e)
+                if existing is not None:
+                    self._check_existing(existing, request)
+                    return _Outcome(existing, name_reused=True)
                 continue
             if volume.state in (VolumeState.DELETING, VolumeState.DELETED):
-                self._rotate_token(spec.name)
+                self.tokens.rotate(spec.name)
                 continue
-            self.log.info("created volume %s for %s in %s", volume.volume_id, spec.name, zone)
-            return volume
+            if volume.zone != zone:  # the volume an earlier call made in another zone
+                self._check_zone(volume, request.requirement)
+            self.log.info("created volume %s for %s in %s", volume.volume_id, spec.name, volume.zone)
+            return _Outcome(volume)
         raise OperationInProgress(f"EC2 keeps answering with deleted volumes for {spec.name}; retry later")
 
-    def _token_mismatch(self, name: str, e: AlreadyExists) -> None:
+    def _token_mismatch(self, name: str, e: AlreadyExists) -> Volume | None:
         """EC2 holds an earlier request with this token and other parameters (IdempotentParameterMismatch).
 
-        Replacing the token at once could create a second volume of the same name while the first is
-        still invisible to Describe (eventual consistency). So: a visible volume of that name → ABORTED
-        (the retry's lookup judges it); none yet → ABORTED until ``token_mismatch_grace`` has passed
-        since the first mismatch, then the token is treated as a deleted volume's and replaced."""
+        A visible volume of that name → returned for the caller to judge (compatible → answered with,
+        else ALREADY_EXISTS). None visible yet → ABORTED until the grace has passed (see
+        :class:`~.tokens.ClientTokens`), then the token is replaced and None returned (make the call)."""
         existing = self.cloud.find_volume_by_name(name)
         if existing is not None:
-            raise OperationInProgress(
-                f"volume {name} exists as {existing.volume_id} from an earlier request; retry to check it"
-            ) from e
-        now = self.clock.monotonic()
-        with self._lock:
-            since = self._mismatch_since.setdefault(name, now)
-        if now - since < self.config.token_mismatch_grace:
+            return existing
+        if not self.tokens.mismatch_outlived_grace(name):
             raise OperationInProgress(
                 f"EC2 holds an earlier CreateVolume for {name} with other parameters ({e.message}) and no "
                 "volume of that name is visible yet; retrying before making a new request"
             ) from e
-        with self._lock:
-            self._mismatch_since.pop(name, None)
-        self._rotate_token(name)
+        self.tokens.rotate(name)
+        return None
 
-    def _rotate_token(self, name: str) -> None:
-        with self._lock:
-            self._token_generation[name] = self._token_generation.get(name, 0) + 1
+    def _check_existing(self, existing: Volume, request: NameRequest) -> None:
+        check_existing(existing, request, self.driver, self.cloud.availability_zones())
 
-    def _check_existing(
-        self,
-        existing: Volume,
-        spec: VolumeSpec,
-        capacity: CapacityRange,
-        requirement: TopologyRequirement,
-        plan: SourcePlan,
-    ) -> None:
-        """CSI: a volume with this name that is incompatible with the request → ALREADY_EXISTS."""
-        label = volume_label(existing)
-        if not is_owned(existing, self.driver):
-            raise AlreadyExists(
-                f"volume {label} carries this name but was not created by {self.driver.driver_name}"
-            )
-        problems = []
-        if existing.size_gib < spec.size_gib or (
-            capacity.limit_bytes and existing.size_gib * GIB > capacity.limit_bytes
-        ):
-            problems.append(f"size {existing.size_gib} GiB (requested {spec.size_gib} GiB)")
-        if existing.volume_type != spec.volume_type:
-            problems.append(f"type {existing.volume_type} (requested {spec.volume_type})")
-        if spec.iops is not None and existing.iops != spec.iops:
-            problems.append(f"iops {existing.iops} (requested {spec.iops})")
-        if spec.throughput is not None and existing.throughput != spec.throughput:
-            problems.append(f"throughput {existing.throughput} (requested {spec.throughput})")
-        if existing.encrypted != spec.encrypted:
-            problems.append(f"encrypted={existing.encrypted} (requested {spec.encrypted})")
-        # EC2 reports the key's ARN; a key id or ARN given in the StorageClass ends it.
-        if spec.kms_key_id and not existing.kms_key_id.endswith(spec.kms_key_id):
-            problems.append(f"KMS key {existing.kms_key_id or 'default'} (requested {spec.kms_key_id})")
-        if existing.multi_attach != spec.multi_attach:
-            problems.append(f"multi-attach={existing.multi_attach} (requested {spec.multi_attach})")
-        # CSI: the source is part of compatibility. A clone's own SnapshotId may name an intermediate
-        # snapshot, so clones are compared by the source-volume tag.
-        if plan.clone_of or existing.tags.get(TAG_SOURCE_VOLUME):
-            if existing.tags.get(TAG_SOURCE_VOLUME, "") != plan.clone_of:
-                problems.append(f"source volume {existing.tags.get(TAG_SOURCE_VOLUME) or 'none'}")
-        elif existing.snapshot_id != spec.snapshot_id:
-            problems.append(f"source snapshot {existing.snapshot_id or 'none'}")
-        if problems:
-            raise AlreadyExists(f"volume {label} already exists with incompatible " + ", ".join(problems))
-        if not requirement.empty:
-            zone = next((z for z in self.cloud.availability_zones() if z.name == existing.zone), None)
-            if not zone_in_requirement(zone or Zone(existing.zone, ""), requirement):
-                # CSI: the existing volume would not be accessible where the request requires.
-                raise AlreadyExists(
-                    f"volume {label} already exists in zone {existing.zone}, outside the requested "
-                    f"topology [{', '.join(requested_zones(requirement))}]"
-                )
+    def _check_zone(self, existing: Volume, requirement: TopologyRequirement) -> None:
+        check_zone(existing, requirement, self.cloud.availability_zones())
 
     def _wait_available(self, volume: Volume, until: Deadline) -> Volume:
         if volume.state is VolumeState.CREATING:
@@ -335,7 +309,7 @@ class ControllerCore:
         if volume.state in (VolumeState.AVAILABLE, VolumeState.IN_USE):
             return volume
         if volume.state is VolumeState.ERROR:
-            self._rotate_token(volume.name)
+            self.tokens.rotate(volume.name)
             with contextlib.suppress(NotFound):
                 self.cloud.delete_volume(volume.volume_id)
             self.log.error("volume %s entered the error state and was deleted", volume_label(volume))
@@ -371,6 +345,12 @@ class ControllerCore:
         # CSI: a volume id the plugin cannot parse does not exist → OK.
         if not _VOLUME_ID.match(volume_id):
             return
+        try:
+            self._delete_volume(volume_id)
+        finally:
+            self.recent.forget(volume_id)  # ValidateVolumeCapabilities must not answer from before
+
+    def _delete_volume(self, volume_id: str) -> None:
         with self.inflight.guard(f"volume:{volume_id}", f"deleting volume {volume_id}"):
             try:
                 volume = self.cloud.get_volume(volume_id)
@@ -422,7 +402,8 @@ class ControllerCore:
             raise InvalidArgument("volume_id is required")
         if not capabilities:
             raise InvalidArgument("volume_capabilities is required")
-        volume = self.cloud.get_volume(volume_id)  # CSI: volume does not exist → NOT_FOUND
+        # CSI: volume does not exist → NOT_FOUND (a read up to validate_cache_seconds old).
+        volume = self.recent.get(volume_id, self.cloud.get_volume)
         for capability in capabilities:
             try:
                 check_capability(capability)
@@ -521,9 +502,11 @@ class ControllerCore:
         capability: VolumeCapability | None,
         deadline: Deadline | None,
     ) -> Expanded:
+        self.recent.forget(volume_id)
         return self.modifier.expand(volume_id, capacity, capability, deadline)
 
     def modify_volume(
         self, volume_id: str, mutable_parameters: Mapping[str, str], deadline: Deadline | None
     ) -> None:
+        self.recent.forget(volume_id)
         self.modifier.modify(volume_id, mutable_parameters, deadline)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import threading
@@ -86,7 +87,10 @@ def test_same_name_same_request_returns_the_same_volume(core: ControllerCore, cl
     second = create(core)
     assert second.volume_id == first.volume_id
     assert second.accessible_topology == first.accessible_topology
-    assert cloud.calls["create_volume"] == 1
+    # the retry is idempotent through the client token, with no lookup by name
+    assert cloud.calls["create_volume"] == 2 and len(cloud.volumes) == 1
+    assert cloud.created_with[0][2] == cloud.created_with[1][2]
+    assert cloud.calls["find_volume_by_name"] == 0
 
 
 @pytest.mark.parametrize(
@@ -115,6 +119,18 @@ def test_existing_volume_in_a_zone_outside_the_requirement_is_already_exists(cor
 
 
 def test_existing_volume_of_another_driver_is_already_exists(core: ControllerCore, cloud: FakeCloud) -> None:
+    # Another driver made pvc-1 with the same token scheme: its tags differ, so EC2 answers
+    # IdempotentParameterMismatch and the lookup by name finds a volume that is not ours.
+    foreign = cloud.create_volume(
+        VolumeSpec("pvc-1", 10, tags={TAG_VOLUME_NAME: "pvc-1"}), "us-east-1a", client_token("pvc-1")
+    )
+    with pytest.raises(errors.AlreadyExists, match=r"not created by zonal\.csi\.dev"):
+        create(core)
+    assert list(cloud.volumes) == [foreign.volume_id]
+
+
+def test_lookup_before_create_finds_a_volume_made_by_another_token(cloud: FakeCloud, clock: FakeClock) -> None:
+    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig(lookup_before_create=True))
     cloud.add_volume(
         Volume(
             cloud.new_volume_id(), 10, "us-east-1a", VolumeState.AVAILABLE, tags={TAG_VOLUME_NAME: "pvc-1"}
@@ -122,6 +138,9 @@ def test_existing_volume_of_another_driver_is_already_exists(core: ControllerCor
     )
     with pytest.raises(errors.AlreadyExists, match=r"not created by zonal\.csi\.dev"):
         create(core)
+    ours = create(core, name="pvc-2")
+    assert create(core, name="pvc-2").volume_id == ours.volume_id
+    assert cloud.calls["find_volume_by_name"] == 3 and cloud.calls["create_volume"] == 1
 
 
 def test_concurrent_duplicate_is_aborted_and_the_first_call_finishes(
@@ -138,7 +157,7 @@ def test_concurrent_duplicate_is_aborted_and_the_first_call_finishes(
     first.join(5)
     assert len(results) == 1
     assert create(core).volume_id == results[0].volume_id  # the guard is released afterwards
-    assert cloud.calls["create_volume"] == 1
+    assert len(cloud.volumes) == 1
 
 
 def test_other_names_are_not_blocked_by_the_guard(core: ControllerCore, cloud: FakeCloud) -> None:
@@ -167,7 +186,7 @@ def test_deadline_aborts_and_the_retry_finds_the_volume(clock: FakeClock) -> Non
         create(core, deadline=Deadline(clock, 5.0))
     assert sum(clock.sleeps) == pytest.approx(5.0)  # never slept past the deadline
     created = create(core, deadline=Deadline(clock, 60.0))
-    assert cloud.calls["create_volume"] == 1
+    assert list(cloud.volumes) == [created.volume_id]  # the retry's token got the first volume
     assert cloud.volumes[created.volume_id].volume.state is VolumeState.AVAILABLE
 
 
@@ -330,6 +349,26 @@ def test_cloud_errors_propagate(core: ControllerCore, cloud: FakeCloud) -> None:
     cloud.fail("create_volume", errors.ResourceExhausted("VolumeLimitExceeded"))
     with pytest.raises(errors.ResourceExhausted, match="VolumeLimitExceeded"):
         create(core)
+    cloud.fail("create_volume", errors.Unavailable("throttled"))
+    with pytest.raises(errors.Unavailable):
+        create(core)
+    cloud.fail("create_volume", errors.AlreadyExists("IdempotentParameterMismatch"))
     cloud.fail("find_volume_by_name", errors.Unavailable("throttled"))
     with pytest.raises(errors.Unavailable):
         create(core)
+
+
+def test_an_account_that_encrypts_by_default_does_not_make_a_retry_incompatible(
+    cloud: FakeCloud, clock: FakeClock
+) -> None:
+    # EBS encryption by default: the volume is encrypted although the StorageClass did not ask.
+    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig(lookup_before_create=True))
+    first = create(core)
+    entry = cloud.volumes[first.volume_id]
+    entry.volume = dataclasses.replace(entry.volume, encrypted=True)
+    assert create(core).volume_id == first.volume_id
+    # asking for encryption of an unencrypted volume is still incompatible
+    other = create(core, name="pvc-plain")
+    with pytest.raises(errors.AlreadyExists, match="not encrypted"):
+        create(core, name="pvc-plain", parameters={"encrypted": "true"})
+    assert other.volume_id in cloud.volumes

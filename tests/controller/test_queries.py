@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioner import errors
+from provisioner.config import ControllerConfig
 from provisioner.controller import ControllerCapability, ControllerCore
 from provisioner.model import GIB, ZONE_KEY, TopologyRequirement, Volume, VolumeState
 from tests.controller.helpers import BLOCK_RWX, MOUNT_ROX, MOUNT_RWO, create, zones
@@ -96,6 +97,36 @@ def test_validate_capabilities(core: ControllerCore) -> None:
         core.validate_capabilities(volume_id, [])
     with pytest.raises(errors.InvalidArgument):
         core.validate_capabilities("", [MOUNT_RWO])
+
+
+def test_validate_reuses_a_recent_read_and_never_outlives_a_deletion(
+    core: ControllerCore, cloud: FakeCloud, clock: FakeClock
+) -> None:
+    volume_id = create(core).volume_id
+    reads = cloud.calls["get_volume"]
+    for _ in range(5):
+        assert core.validate_capabilities(volume_id, [MOUNT_RWO]).confirmed
+    assert cloud.calls["get_volume"] == reads + 1  # one EC2 read for five calls within the TTL
+    # deleted behind the driver's back: seen only once the read is older than validate_cache_seconds
+    del cloud.volumes[volume_id]
+    assert core.validate_capabilities(volume_id, [MOUNT_RWO]).confirmed
+    clock.advance(ControllerConfig().validate_cache_seconds)
+    with pytest.raises(errors.NotFound):
+        core.validate_capabilities(volume_id, [MOUNT_RWO])
+    # deleted through the driver: NOT_FOUND at once, and a missing volume is never remembered
+    other = create(core, name="pvc-other").volume_id
+    assert core.validate_capabilities(other, [MOUNT_RWO]).confirmed
+    core.delete_volume(other)
+    for _ in range(2):
+        with pytest.raises(errors.NotFound):
+            core.validate_capabilities(other, [MOUNT_RWO])
+
+
+def test_validate_after_a_modification_reads_the_new_type(core: ControllerCore, cloud: FakeCloud) -> None:
+    volume_id = create(core).volume_id
+    assert core.validate_capabilities(volume_id, [MOUNT_RWO], {}, {"type": "gp3"}).confirmed
+    core.modify_volume(volume_id, {"type": "io2", "iops": "4000"}, None)
+    assert core.validate_capabilities(volume_id, [MOUNT_RWO], {}, {"type": "io2"}).confirmed
 
 
 def test_probe_caches_success(core: ControllerCore, cloud: FakeCloud, clock: FakeClock) -> None:

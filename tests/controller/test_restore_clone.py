@@ -75,7 +75,7 @@ def test_clone_uses_copy_volumes_in_the_source_zone(core: ControllerCore, cloud:
     assert [c[0] for c in cloud.copied] == [origin]
     assert cloud.snapshots == {}
     assert create(core, "clone", size_gib=8, source=source).volume_id == clone.volume_id
-    assert len(cloud.copied) == 1
+    assert len(cloud.copied) == 1  # a clone's retry finds the first clone by name
 
 
 def test_clone_falls_back_to_snapshot_then_restore(core: ControllerCore, cloud: FakeCloud) -> None:

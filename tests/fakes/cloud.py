@@ -189,7 +189,7 @@ class FakeCloud:
                     )
             known = self._tokens.get(client_token)
             if known is not None:
-                if (known[0], known[1]) != (spec, zone):
+                if known[0] != spec:  # EC2 leaves the zone out of the comparison
                     raise errors.AlreadyExists("IdempotentParameterMismatch: client token reused")
                 entry = self.volumes.get(known[2])
                 if entry is None:  # deleted meanwhile: EC2 still answers with the old volume
