@@ -54,6 +54,33 @@ def schedulable(node: Obj) -> tuple[bool, str]:
     return True, ""
 
 
+# Taint effects the scheduler filters on; PreferNoSchedule only scores.
+_HARD_EFFECTS = ("NoSchedule", "NoExecute")
+
+
+def untolerated_taints(node: Obj, tolerations: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The node's NoSchedule/NoExecute taints that none of ``tolerations`` tolerates, as
+    ``key=value:Effect`` (Kubernetes' matching: an empty effect matches every effect; ``Exists`` with
+    no key tolerates every taint; ``Equal``, the default operator, needs the same key and value)."""
+    left = []
+    for taint in node.get("spec", {}).get("taints") or ():
+        effect = str(taint.get("effect") or "")
+        if effect not in _HARD_EFFECTS:
+            continue
+        key, value = str(taint.get("key") or ""), str(taint.get("value") or "")
+        if not any(_tolerates(t, key, value, effect) for t in tolerations):
+            left.append(f"{key}={value}:{effect}" if value else f"{key}:{effect}")
+    return left
+
+
+def _tolerates(toleration: Mapping[str, Any], key: str, value: str, effect: str) -> bool:
+    if toleration.get("effect") and toleration.get("effect") != effect:
+        return False
+    if toleration.get("operator") == "Exists":
+        return not toleration.get("key") or toleration.get("key") == key
+    return toleration.get("key") == key and str(toleration.get("value") or "") == value
+
+
 def node_info(name: str, nodes: Mapping[str, Obj], view: ClusterView) -> NodeInfo:
     node = nodes.get(name)
     if node is None:

@@ -5,12 +5,12 @@ volume nor the zone. This core lists, for each PersistentVolumeClaim volume of t
 it and to which zone(s) (nodeAffinity, or only in-tree zone labels), the schedulable nodes that satisfy
 EVERY volume, and the usual causes with an action: Immediate binding in a zone without nodes, a
 StorageClass key the driver does not report, an in-tree PV with only zone labels, volumes in different
-zones. It reads through the ports only; it never writes and never prints.
+zones, every node of the volume's zone tainted against the pod. It reads through the ports only; it never writes and never prints.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from provisioner.errors import NotFound
 from provisioner.explain import facts
@@ -69,12 +69,24 @@ def explain_pod(
         if matching != candidates:
             report.notes.append(f"the pod's nodeSelector {selector} leaves {sorted(matching) or 'no node'}")
         candidates &= matching
+    # The scheduler's TaintToleration filter; a pod already on a node stays despite later taints.
+    tainted: dict[str, list[str]] = {}
+    if not report.node_name:
+        tolerations = list(spec.get("tolerations") or ())
+        for node in schedulable:
+            left = facts.untolerated_taints(node, tolerations)
+            if left:
+                tainted[node["metadata"]["name"]] = left
+        kept_off = sorted(set(tainted) & candidates)
+        if kept_off:
+            report.notes.append(f"taints the pod does not tolerate keep it off {_taints(kept_off, tainted)}")
+        candidates -= set(tainted)
     for volume in spec.get("volumes") or ():
         source = volume.get("persistentVolumeClaim")
         if not source:
             continue
         pv_vol = PodVolume(volume=str(volume.get("name") or ""), claim=str(source.get("claimName") or ""))
-        _inspect(kube, namespace, pv_vol, nodes, csinodes, driver_name, cloud)
+        _inspect(kube, namespace, pv_vol, nodes, csinodes, driver_name, cloud, tainted)
         if pv_vol.pv is not None:
             candidates &= set(pv_vol.satisfying_nodes)
         report.volumes.append(pv_vol)
@@ -108,6 +120,7 @@ def _inspect(
     csinodes: Sequence[Obj],
     driver_name: str | None,
     cloud: Cloud | None,
+    tainted: Mapping[str, list[str]],
 ) -> None:
     """Fill in one volume: its claim, class, PV, the nodes that satisfy it, and what is wrong."""
     try:
@@ -171,6 +184,19 @@ def _inspect(
             reason = f"no schedulable node is in {zones}, where PV {info.pv} is pinned"
             action = f"add or uncordon a node in {zones}, or snapshot and restore the volume elsewhere"
         vol.causes.append(Verdict(CONFLICT, reason, action))
+    elif all(n in tainted for n in info.nodes_in_zone):
+        vol.causes.append(
+            Verdict(
+                CONFLICT,
+                f"every schedulable node in {zones}, where PV {info.pv} is pinned, has a taint the pod "
+                f"does not tolerate: {_taints(info.nodes_in_zone, tainted)}",
+                f"give the pod a matching toleration, remove the taint, or add an untainted node in {zones}",
+            )
+        )
+
+
+def _taints(names: Sequence[str], tainted: Mapping[str, list[str]]) -> str:
+    return "; ".join(f"{n} ({', '.join(tainted[n])})" for n in names)
 
 
 def _unbound(vol: PodVolume, namespace: str, pv_name: str, view: ClusterView, driver: str) -> None:

@@ -20,7 +20,7 @@ from tests.explain.scenarios import (
     pod,
     provision,
 )
-from tests.fakes.kube import claim, storage_class
+from tests.fakes.kube import FakeKube, claim, storage_class
 
 
 def test_immediate_binding_landed_in_a_zone_without_nodes() -> None:
@@ -130,3 +130,69 @@ def test_unbound_immediate_claim_is_pending() -> None:
 def test_missing_pod_raises_not_found() -> None:
     with pytest.raises(NotFound, match="default/nope"):
         explain_pod(cluster(), "default", "nope")
+
+
+def _taint(kube: FakeKube, node: str, key: str, value: str = "", effect: str = "NoSchedule") -> None:
+    kube.patch(Kind.NODE, node, "", {"spec": {"taints": [{"key": key, "value": value, "effect": effect}]}})
+
+
+def test_every_node_of_the_volumes_zone_tainted_against_the_pod_is_the_cause() -> None:
+    kube = cluster()
+    bound_claim_with_pv(kube, "data-0", csi_pv("pv-1", "data-0", ("us-east-1a",)))
+    _taint(kube, "node-0", "dedicated", "db")
+    _taint(kube, "node-1", "spot", effect="PreferNoSchedule")  # soft: never filters
+    kube.create(Kind.POD, pod("app", {"data": "data-0"}))
+    report = explain_pod(kube, "default", "app")
+    assert report.verdict.code == CONFLICT
+    assert "node-0 (dedicated=db:NoSchedule)" in report.verdict.reason
+    assert "toleration" in report.verdict.action
+    assert report.candidate_nodes == []
+    assert any("keep it off node-0 (dedicated=db:NoSchedule)" in n for n in report.notes)
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    [
+        {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"},
+        {"key": "dedicated", "value": "db"},  # Equal is the default operator; no effect: every effect
+        {"key": "dedicated", "operator": "Exists"},
+        {"operator": "Exists"},  # tolerates everything
+    ],
+)
+def test_a_matching_toleration_lets_the_pod_onto_the_tainted_node(toleration: dict[str, str]) -> None:
+    kube = cluster()
+    bound_claim_with_pv(kube, "data-0", csi_pv("pv-1", "data-0", ("us-east-1a",)))
+    _taint(kube, "node-0", "dedicated", "db")
+    app = pod("app", {"data": "data-0"}, message="0/3 nodes are available: 3 Insufficient cpu")
+    app["spec"]["tolerations"] = [toleration]
+    kube.create(Kind.POD, app)
+    report = explain_pod(kube, "default", "app")
+    assert report.verdict.code == OK and report.candidate_nodes == ["node-0"]
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    [
+        {"key": "dedicated", "value": "web"},  # another value
+        {"key": "dedicated", "value": "db", "effect": "NoExecute"},  # another effect
+        {"key": "other", "operator": "Exists"},  # another key
+    ],
+)
+def test_a_toleration_that_does_not_match_leaves_the_node_out(toleration: dict[str, str]) -> None:
+    kube = cluster()
+    bound_claim_with_pv(kube, "data-0", csi_pv("pv-1", "data-0", ("us-east-1a",)))
+    _taint(kube, "node-0", "dedicated", "db")
+    app = pod("app", {"data": "data-0"})
+    app["spec"]["tolerations"] = [toleration]
+    kube.create(Kind.POD, app)
+    assert explain_pod(kube, "default", "app").verdict.code == CONFLICT
+
+
+def test_a_pod_already_on_a_node_tainted_later_is_ok() -> None:
+    kube = cluster()
+    add_claim(kube, "data-0", node_name="node-2")
+    provision(kube, "data-0")
+    _taint(kube, "node-2", "maintenance", effect="NoSchedule")
+    kube.create(Kind.POD, pod("app", {"data": "data-0"}, node_name="node-2"))
+    report = explain_pod(kube, "default", "app")
+    assert report.verdict.code == OK and report.candidate_nodes == ["node-2"]
