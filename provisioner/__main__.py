@@ -1,5 +1,5 @@
 """``python -m provisioner`` is the same as the ``zonal`` console script."""
 
-from provisioner.cli import main
+from provisioner.cli import run
 
-raise SystemExit(main())
+run()
