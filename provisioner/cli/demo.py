@@ -17,14 +17,12 @@ controller, the attacher and the kubelet around them, printing what each compone
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import signal
-import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +30,14 @@ import grpc
 import yaml
 
 from provisioner import __version__
-from provisioner.cli import CliError
 from provisioner.cli import embedded as embedded_cli
+from provisioner.cli.demo_support import (
+    RecordingCsi,
+    demo_folder,
+    kubeconfig_for,
+    mount_source,
+    unmount_below,
+)
 from provisioner.cli.demo_ui import StepFailed, Ui
 from provisioner.cli.logs import add_logging_args
 from provisioner.config import DEFAULT_DRIVER_NAME, ControllerConfig, DriverConfig, ServerConfig
@@ -78,22 +82,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--dir", default="", help="where the socket and state go (default: a temporary folder)")
     add_logging_args(p)
     p.set_defaults(func=run)
-
-
-class RecordingCsi:
-    """The loop's CSI client, recording each CreateVolume so the demo can show what was sent."""
-
-    def __init__(self, inner: GrpcCsiClient) -> None:
-        self.inner = inner
-        self.created: list[tuple[CreateVolumeRequest, CreatedVolume]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def create_volume(self, request: CreateVolumeRequest) -> CreatedVolume:
-        answer = self.inner.create_volume(request)
-        self.created.append((request, answer))
-        return answer
 
 
 class Demo:
@@ -392,7 +380,7 @@ class Demo:
             ),
             timeout=60,
         )
-        source = _mount_source(str(target))
+        source = mount_source(str(target))
         ui.ok(f"{target} is mounted from {source}")
 
         ui.step("The pod writes a file and reads it back")
@@ -415,7 +403,7 @@ class Demo:
         ctl.ControllerUnpublishVolume(
             csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=instance), timeout=60
         )
-        if _mount_source(str(target)) or _mount_source(str(stage)):
+        if mount_source(str(target)) or mount_source(str(stage)):
             raise StepFailed("a mount was left behind")
         ui.ok("unmounted and detached; the loop device is released")
 
@@ -454,7 +442,7 @@ class Demo:
         api = FakeApiServer(self.kube).start()
         self.cleanups.append(("fake API server", api.stop))
         kubeconfig = self.folder / "kubeconfig"
-        kubeconfig.write_text(_kubeconfig(api.url))
+        kubeconfig.write_text(kubeconfig_for(api.url))
         ui = self.ui
         ui.title("Left running for exploration (Ctrl-C to clean up and stop)")
         ui.info(f"zonal csi --endpoint unix://{self.socket} list-volumes")
@@ -477,58 +465,7 @@ class Demo:
                 cleanup()
             except Exception:
                 log.exception("cleanup of %s failed", name)
-        _unmount_below(self.folder)
-
-
-def _mount_source(path: str) -> str:
-    """The source of the mount at ``path`` per /proc/self/mountinfo, or "" when nothing is mounted."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return ""
-    for line in lines:
-        fields = line.split()
-        if len(fields) > 4 and fields[4] == path:
-            sep = fields.index("-")
-            return fields[sep + 2]
-    return ""
-
-
-def _unmount_below(folder: Path) -> None:
-    """Last resort after a failed step: unmount anything the demo left under its folder."""
-    with contextlib.suppress(Exception):
-        mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
-        mounter = LinuxMounter()
-        for m in sorted((m for m in mounts if m.startswith(str(folder) + "/")), key=len, reverse=True):
-            with contextlib.suppress(Exception):
-                mounter.unmount(m)
-
-
-def _kubeconfig(url: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "demo", "cluster": {"server": url}}],
-            "users": [{"name": "demo", "user": {"token": "demo"}}],
-            "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "demo"}}],
-            "current-context": "demo",
-        }
-    )
-
-
-@contextlib.contextmanager
-def _folder(path: str) -> Iterator[Path]:
-    if path:
-        p = Path(path).resolve()
-        try:
-            p.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CliError(f"--dir {path}: {e.strerror}") from e
-        yield p
-        return
-    with tempfile.TemporaryDirectory(prefix="zonal-demo-") as tmp:
-        yield Path(tmp)
+        unmount_below(self.folder)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -536,7 +473,7 @@ def run(args: argparse.Namespace) -> int:
         # The story is told by the steps; the components' own logs only with -v.
         logging.getLogger("zonal").setLevel(logging.WARNING)
     ui = Ui()
-    with _folder(args.dir) as folder:
+    with demo_folder(args.dir) as folder:
         ui.title(f"zonal {__version__} demo — topology-aware EBS provisioning, on this machine")
         demo = Demo(ui, folder)
         try:
