@@ -17,7 +17,6 @@ Two ways to run the cluster:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -257,20 +256,10 @@ def over_http(args: argparse.Namespace) -> dict[str, Any]:
 
 def child(url: str, workers: int) -> None:
     from provisioner.kube.client import KubeClient, load_configuration
+    from provisioner.kube.fakeapi import kubeconfig_for
 
     config_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-kubeconfig-{os.getpid()}"
-    config_file.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "b", "cluster": {"server": url}}],
-                "users": [{"name": "b", "user": {"token": "b"}}],
-                "contexts": [{"name": "b", "context": {"cluster": "b", "user": "b"}}],
-                "current-context": "b",
-            }
-        )
-    )
+    config_file.write_text(kubeconfig_for(url))
     kube = KubeClient(load_configuration(str(config_file)), qps=0, burst=1000)
     loop = start_loop(kube, workers)
     print("synced", flush=True)

@@ -34,7 +34,6 @@ from provisioner.cli import embedded as embedded_cli
 from provisioner.cli.demo_support import (
     RecordingCsi,
     demo_folder,
-    kubeconfig_for,
     mount_source,
     unmount_below,
 )
@@ -49,7 +48,7 @@ from provisioner.csi.identity import IdentityService
 from provisioner.csi.node_service import NodeService
 from provisioner.csi.server import CsiServer, Services, start_server
 from provisioner.errors import NotFound
-from provisioner.kube.fakeapi import FakeApiServer
+from provisioner.kube.fakeapi import FakeApiServer, kubeconfig_for
 from provisioner.kube.memory import MemoryKube
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, VolumeState
 from provisioner.mount.devices import SysfsDeviceResolver

@@ -1,5 +1,5 @@
 """Pieces of ``zonal demo`` that are not the story itself: the recording CSI client, mount and
-folder helpers, and the kubeconfig for ``--keep``. Kept apart so demo.py reads as the story."""
+and folder helpers. Kept apart so demo.py reads as the story."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from provisioner.cli import CliError
 from provisioner.csi.client import GrpcCsiClient
@@ -55,19 +53,6 @@ def unmount_below(folder: Path) -> None:
         for m in sorted((m for m in mounts if m.startswith(str(folder) + "/")), key=len, reverse=True):
             with contextlib.suppress(Exception):
                 mounter.unmount(m)
-
-
-def kubeconfig_for(url: str) -> str:
-    return yaml.safe_dump(
-        {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "demo", "cluster": {"server": url}}],
-            "users": [{"name": "demo", "user": {"token": "demo"}}],
-            "contexts": [{"name": "demo", "context": {"cluster": "demo", "user": "demo"}}],
-            "current-context": "demo",
-        }
-    )
 
 
 @contextlib.contextmanager

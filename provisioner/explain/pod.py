@@ -5,7 +5,8 @@ volume nor the zone. This core lists, for each PersistentVolumeClaim volume of t
 it and to which zone(s) (nodeAffinity, or only in-tree zone labels), the schedulable nodes that satisfy
 EVERY volume, and the usual causes with an action: Immediate binding in a zone without nodes, a
 StorageClass key the driver does not report, an in-tree PV with only zone labels, volumes in different
-zones, every node of the volume's zone tainted against the pod. It reads through the ports only; it never writes and never prints.
+zones, every node of the volume's zone tainted against the pod. It reads through the ports only; it
+never writes and never prints.
 """
 
 from __future__ import annotations

@@ -197,6 +197,21 @@ class FakeApiServer:
         self.httpd.server_close()
 
 
+def kubeconfig_for(url: str, name: str = "zonal") -> str:
+    """A kubeconfig (JSON, which is YAML too) whose one context points at the API server at ``url``."""
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": url}}],
+            "users": [{"name": name, "user": {"token": name}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        },
+        indent=2,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="Serve an in-memory Kubernetes API for tests.")
     parser.add_argument("--port", type=int, default=8001)

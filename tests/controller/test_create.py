@@ -129,7 +129,9 @@ def test_existing_volume_of_another_driver_is_already_exists(core: ControllerCor
     assert list(cloud.volumes) == [foreign.volume_id]
 
 
-def test_lookup_before_create_finds_a_volume_made_by_another_token(cloud: FakeCloud, clock: FakeClock) -> None:
+def test_lookup_before_create_finds_a_volume_made_by_another_token(
+    cloud: FakeCloud, clock: FakeClock
+) -> None:
     core = ControllerCore(cloud, clock, DRIVER, ControllerConfig(lookup_before_create=True))
     cloud.add_volume(
         Volume(
