@@ -260,7 +260,10 @@ def child(url: str, workers: int) -> None:
 
     config_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-kubeconfig-{os.getpid()}"
     config_file.write_text(kubeconfig_for(url))
-    kube = KubeClient(load_configuration(str(config_file)), qps=0, burst=1000)
+    try:
+        kube = KubeClient(load_configuration(str(config_file)), qps=0, burst=1000)
+    finally:
+        config_file.unlink()
     loop = start_loop(kube, workers)
     print("synced", flush=True)
     threading.Event().wait()
