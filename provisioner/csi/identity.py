@@ -10,6 +10,9 @@ from google.protobuf import wrappers_pb2
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 
 PluginCap = csi_pb2.PluginCapability
+# Immutable answers, built once: the server only serializes them, so sharing them between calls and
+# threads is safe (nothing mutates a response after the servicer returns it).
+_READY = csi_pb2.ProbeResponse(ready=wrappers_pb2.BoolValue(value=True))
 
 
 class IdentityService(csi_pb2_grpc.IdentityServicer):
@@ -59,4 +62,4 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
         # CSI: unhealthy → FAILED_PRECONDITION (raised by the probe function as a domain error).
         if self._probe is not None:
             self._probe()
-        return csi_pb2.ProbeResponse(ready=wrappers_pb2.BoolValue(value=True))
+        return _READY

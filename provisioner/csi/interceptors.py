@@ -47,6 +47,7 @@ QUIET_METHODS = frozenset(
 _CLOCK = SystemClock()
 # Request ids: a per-process random start, then counting (cheaper than a uuid per call).
 _REQUEST_IDS = itertools.count(int.from_bytes(os.urandom(4), "big"))
+_OK = grpc.StatusCode.OK.name  # StatusCode.name is a slow enum property: looked up once
 _ID_FIELDS = ("volume_id", "node_id", "snapshot_id", "source_volume_id", "name")
 
 
@@ -166,40 +167,57 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
     def _wrap(self, method: str, behavior: Callable[[Any, grpc.ServicerContext], Any]) -> Callable[..., Any]:
+        # Everything that depends only on the method is decided here, once: this runs per call.
         observer = self._observer
         quiet = method in QUIET_METHODS
         level = logging.DEBUG if quiet else logging.INFO
         fail_level = logging.DEBUG if quiet else logging.WARNING
+        enabled = log.isEnabledFor
+        request_id = _REQUEST_IDS.__next__
+        clock = _CLOCK
+        perf_counter = time.perf_counter
 
         def wrapped(request: Message, context: grpc.ServicerContext) -> Any:
-            extra = {"rpc": method, "request_id": f"{next(_REQUEST_IDS):08x}", **request_ids(request)}
-            if log.isEnabledFor(level):
+            rid = request_id()
+            # The log context (request id, ids of the request) is only built when a line is written:
+            # Probe and the other polled calls write none at the default level.
+            logged = enabled(level)
+            extra = _extra(method, rid, request) if logged else None
+            if extra is not None:
                 log.log(level, "%s request %s", method, redacted(request), extra=extra)
-            start = time.perf_counter()
-            code = grpc.StatusCode.OK
+            start = perf_counter()
             try:
                 # The caller's deadline bounds EC2 retries and rate-limiter waits below (adapters read it).
-                with deadline_scope(Deadline(_CLOCK, _remaining(context))):
+                with deadline_scope(Deadline(clock, _remaining(context))):
                     response = behavior(request, context)
             except ZonalError as exc:
                 code, message = status_for(exc)
+                extra = extra or _extra(method, rid, request)
                 log.log(fail_level, "%s failed: %s %s", method, code.name, message, extra=extra)
-                _finish(observer, method, code, start)
+                _finish(observer, method, code.name, start)
                 context.abort(code, message)
             except Exception as exc:
                 # Aborts raised by context.abort inside a servicer pass through untouched.
                 if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "_AbortedError":
                     raise
                 code, message = status_for(exc)
+                extra = extra or _extra(method, rid, request)
                 log.exception("%s failed with an unexpected error", method, extra=extra)
-                _finish(observer, method, code, start)
+                _finish(observer, method, code.name, start)
                 context.abort(code, message)
-            seconds = _finish(observer, method, code, start)
-            if log.isEnabledFor(level):
+            seconds = perf_counter() - start
+            if observer is not None:
+                observer.observe_rpc(method, _OK, seconds)
+            if extra is not None:
                 log.log(level, "%s ok in %.3fs %s", method, seconds, redacted(response), extra=extra)
             return response
 
         return wrapped
+
+
+def _extra(method: str, rid: int, request: Message) -> dict[str, str]:
+    """The fields every log line of one call carries (see ``provisioner.cli.logs``)."""
+    return {"rpc": method, "request_id": f"{rid:08x}", **request_ids(request)}
 
 
 def _remaining(context: grpc.ServicerContext) -> float | None:
@@ -208,8 +226,6 @@ def _remaining(context: grpc.ServicerContext) -> float | None:
     return None if left is None or left > 1e9 else left
 
 
-def _finish(observer: RpcObserver | None, method: str, code: grpc.StatusCode, start: float) -> float:
-    seconds = time.perf_counter() - start
+def _finish(observer: RpcObserver | None, method: str, code: str, start: float) -> None:
     if observer is not None:
-        observer.observe_rpc(method, code.name, seconds)
-    return seconds
+        observer.observe_rpc(method, code, time.perf_counter() - start)

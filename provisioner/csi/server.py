@@ -7,6 +7,7 @@ tens of seconds on EC2 never make cheap calls (Probe, NodeGetInfo) queue behind 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -100,6 +101,11 @@ def start_server(config: ServerConfig, services: Services, observer: RpcObserver
 
 def serve_until_signalled(server: CsiServer, grace: float, on_stop: Callable[[], None] | None = None) -> None:
     """Block until SIGTERM or SIGINT, then stop with ``grace`` seconds for in-flight calls."""
+    # What start-up built (modules, boto3's and protobuf's tables, the servicers) lives as long as the
+    # process: freezing it keeps the collector's full passes, which serving still triggers now and
+    # then, from scanning it again. Each such pass otherwise stops every thread for the whole heap —
+    # about 0.3 s with the embedded simulator loaded, the p99 of a 3-second run at 100 clients.
+    gc.freeze()
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> Any:

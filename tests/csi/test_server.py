@@ -3,8 +3,10 @@ secret stripping in logs."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import signal
 import stat
 import threading
 import time
@@ -19,7 +21,7 @@ from provisioner import errors
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.errors import GENERIC_INTERNAL, status_for
 from provisioner.csi.identity import IdentityService
-from provisioner.csi.server import Services
+from provisioner.csi.server import Services, serve_until_signalled
 from provisioner.ports.clock import current_deadline
 from tests.grpcutil import Stubs, channel, running_server
 
@@ -176,6 +178,43 @@ def test_secrets_never_reach_the_log(
     assert any(getattr(r, "csi_name", None) == "pvc-1" for r in caplog.records)
 
 
+def test_log_lines_of_a_call_share_its_request_id(
+    stubs: Stubs, controller: ScriptedController, caplog: pytest.LogCaptureFixture
+) -> None:
+    controller.gate.set()
+    with caplog.at_level(logging.INFO, logger="zonal.csi"):
+        stubs.controller.CreateVolume(csi_pb2.CreateVolumeRequest(name="pvc-a"))
+        stubs.controller.CreateVolume(csi_pb2.CreateVolumeRequest(name="pvc-b"))
+    records = [r for r in caplog.records if getattr(r, "rpc", None) == "CreateVolume"]
+    assert [r.getMessage().split()[1] for r in records] == ["request", "ok", "request", "ok"]
+    ids = [getattr(r, "request_id", "") for r in records]
+    assert all(len(i) == 8 for i in ids)
+    assert ids[0] == ids[1] != ids[2] == ids[3]
+    assert [getattr(r, "csi_name", None) for r in records] == ["pvc-a", "pvc-a", "pvc-b", "pvc-b"]
+
+
+def test_a_failure_is_logged_with_its_context_when_info_is_off(
+    stubs: Stubs, controller: ScriptedController, caplog: pytest.LogCaptureFixture
+) -> None:
+    controller.raise_next = errors.NotFound("no such volume")
+    with caplog.at_level(logging.WARNING, logger="zonal.csi"), pytest.raises(grpc.RpcError):
+        stubs.controller.CreateVolume(csi_pb2.CreateVolumeRequest(name="pvc-1"))
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert "NOT_FOUND no such volume" in record.getMessage()
+    assert getattr(record, "rpc", None) == "CreateVolume"
+    assert getattr(record, "csi_name", None) == "pvc-1"
+    assert len(getattr(record, "request_id", "")) == 8
+
+
+def test_probe_is_logged_at_debug_with_a_request_id(stubs: Stubs, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="zonal.csi"):
+        stubs.identity.Probe(csi_pb2.ProbeRequest())
+    records = [r for r in caplog.records if getattr(r, "rpc", None) == "Probe"]
+    assert [r.levelno for r in records] == [logging.DEBUG, logging.DEBUG]
+    assert len({getattr(r, "request_id", None) for r in records}) == 1
+
+
 def test_probe_is_logged_quietly(stubs: Stubs, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="zonal.csi"):
         stubs.identity.Probe(csi_pb2.ProbeRequest())
@@ -229,3 +268,26 @@ def test_the_callers_deadline_reaches_the_adapters(tmp_path: Path) -> None:
     assert first is not None and 20 < first <= 31  # grpc rounds the deadline it carries
     assert second is None  # no deadline sent: unbounded
     assert current_deadline() is None  # the scope ended with the call
+
+
+def test_serving_until_signalled_freezes_what_start_up_built(tmp_path: Path) -> None:
+    identity = IdentityService("test.csi.dev", "1", controller=False)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate_once_handled() -> None:
+        deadline = time.monotonic() + 10
+        while signal.getsignal(signal.SIGTERM) is before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if signal.getsignal(signal.SIGTERM) is not before:  # never kill the test run itself
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with running_server(tmp_path, Services(identity=identity), mode="node") as srv:
+        sender = threading.Thread(target=terminate_once_handled)
+        sender.start()
+        try:
+            serve_until_signalled(srv, grace=0)
+            assert gc.get_freeze_count() > 0
+        finally:
+            sender.join()
+            gc.unfreeze()
+    assert signal.getsignal(signal.SIGTERM) is before

@@ -86,6 +86,25 @@ def test_get_info_and_capabilities(stubs: Stubs) -> None:
     }
 
 
+def test_get_info_is_built_once_and_answers_the_same(
+    tmp_path: Path, fake: FakeMounter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    core = NodeCore(fake, FakeResolver({}), MD, NodeConfig(), FakeClock())
+    calls: list[int] = []
+    real = core.get_info
+
+    def counting() -> Any:
+        calls.append(1)
+        return real()
+
+    monkeypatch.setattr(core, "get_info", counting)
+    for stubs in _stubs(tmp_path, core):
+        answers = [stubs.node.NodeGetInfo(csi_pb2.NodeGetInfoRequest()) for _ in range(3)]
+        assert answers[0] == answers[1] == answers[2]
+        assert answers[0].node_id == "i-0abc"
+    assert len(calls) == 1
+
+
 def test_lifecycle_and_idempotency_over_the_wire(stubs: Stubs, fake: FakeMounter) -> None:
     stage = csi_pb2.NodeStageVolumeRequest(
         volume_id=VOL, staging_target_path="/s", volume_capability=mount_cap()
