@@ -269,8 +269,9 @@ class ControllerCore:
             if volume.state in (VolumeState.DELETING, VolumeState.DELETED):
                 self.tokens.rotate(spec.name)
                 continue
-            if volume.zone != zone:  # the volume an earlier call made in another zone
+            if volume.zone != zone:  # the volume an earlier call made in another zone: not this choice
                 self._check_zone(volume, request.requirement)
+                return _Outcome(volume, name_reused=True)
             self.log.info("created volume %s for %s in %s", volume.volume_id, spec.name, volume.zone)
             return _Outcome(volume)
         raise OperationInProgress(f"EC2 keeps answering with deleted volumes for {spec.name}; retry later")
@@ -502,11 +503,15 @@ class ControllerCore:
         capability: VolumeCapability | None,
         deadline: Deadline | None,
     ) -> Expanded:
-        self.recent.forget(volume_id)
-        return self.modifier.expand(volume_id, capacity, capability, deadline)
+        try:
+            return self.modifier.expand(volume_id, capacity, capability, deadline)
+        finally:
+            self.recent.forget(volume_id)
 
     def modify_volume(
         self, volume_id: str, mutable_parameters: Mapping[str, str], deadline: Deadline | None
     ) -> None:
-        self.recent.forget(volume_id)
-        self.modifier.modify(volume_id, mutable_parameters, deadline)
+        try:
+            self.modifier.modify(volume_id, mutable_parameters, deadline)
+        finally:
+            self.recent.forget(volume_id)

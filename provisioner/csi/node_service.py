@@ -40,9 +40,19 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def __init__(self, core: NodeCore) -> None:
         self.core = core
         # NodeGetInfo and NodeGetCapabilities answer the same for the life of the process (the node's
-        # metadata and limits are read once at start): each answer is built on first use, then shared.
-        self._info: csi_pb2.NodeGetInfoResponse | None = None
-        self._capabilities: csi_pb2.NodeGetCapabilitiesResponse | None = None
+        # metadata and limits are resolved before the core is built): built once, then shared.
+        info = core.get_info()
+        self._info = csi_pb2.NodeGetInfoResponse(
+            node_id=info.node_id,
+            max_volumes_per_node=info.max_volumes_per_node,
+            accessible_topology=segment_to_pb(info.segments),
+        )
+        self._capabilities = csi_pb2.NodeGetCapabilitiesResponse(
+            capabilities=[
+                csi_pb2.NodeServiceCapability(rpc=_RPC(type=_CAPABILITY_TYPES[c]))
+                for c in core.capabilities()
+            ]
+        )
 
     def NodeStageVolume(
         self, request: csi_pb2.NodeStageVolumeRequest, context: grpc.ServicerContext
@@ -127,24 +137,9 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     def NodeGetCapabilities(
         self, request: csi_pb2.NodeGetCapabilitiesRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetCapabilitiesResponse:
-        if self._capabilities is None:
-            self._capabilities = csi_pb2.NodeGetCapabilitiesResponse(
-                capabilities=[
-                    csi_pb2.NodeServiceCapability(rpc=_RPC(type=_CAPABILITY_TYPES[c]))
-                    for c in self.core.capabilities()
-                ]
-            )
         return self._capabilities
 
     def NodeGetInfo(
         self, request: csi_pb2.NodeGetInfoRequest, context: grpc.ServicerContext
     ) -> csi_pb2.NodeGetInfoResponse:
-        # Two threads may both build it on the very first calls: same value, last one wins.
-        if self._info is None:
-            info = self.core.get_info()
-            self._info = csi_pb2.NodeGetInfoResponse(
-                node_id=info.node_id,
-                max_volumes_per_node=info.max_volumes_per_node,
-                accessible_topology=segment_to_pb(info.segments),
-            )
         return self._info
