@@ -24,6 +24,19 @@ nothing outside ``provisioner.csi`` knows about gRPC. This module imports only t
 
 from __future__ import annotations
 
+SHOWN_LIMIT = 100
+
+
+def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """``value`` quoted for an error message: ``repr`` (so NUL, control characters and quotes are
+    escaped) cut to about ``limit`` characters with an ellipsis and the full length, so a client's
+    10,000-character input never comes back whole (gRPC caps status metadata at a few KiB)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str | bytes) else len(text)
+    return f"{text[:limit]}… ({size} characters)"
+
 
 class ZonalError(Exception):
     """Base of every error the driver raises on purpose. ``str(e)`` is safe to show a client."""
