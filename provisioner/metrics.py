@@ -6,6 +6,8 @@ existing dashboards translate by prefix):
 - ``zonal_csi_rpc_total{method,code}`` and ``zonal_csi_rpc_duration_seconds{method}``
 - ``zonal_ec2_api_request_duration_seconds{request}``, ``zonal_ec2_api_request_errors_total{request,error}``,
   ``zonal_ec2_api_request_throttles_total{request}``
+- ``zonal_ec2_limiter_rate{request}``: the client-side limiter's current rate (calls per second) for each
+  mutating EC2 action, as it has found the account's rate
 - ``zonal_inflight_operations{kind}``
 - ``zonal_provisioner_queue_depth{queue}``, ``zonal_provisioner_claim_duration_seconds{result}``
 
@@ -14,6 +16,7 @@ This module records numbers only; serving them over HTTP is the CLI's job.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -45,6 +48,12 @@ class Metrics:
         )
         self.ec2_throttles = Counter(
             "zonal_ec2_api_request_throttles_total", "EC2 API calls throttled", ["request"], registry=r
+        )
+        self.ec2_rate = Gauge(
+            "zonal_ec2_limiter_rate",
+            "Client-side limiter's current rate per EC2 action (calls per second)",
+            ["request"],
+            registry=r,
         )
         self.inflight = Gauge("zonal_inflight_operations", "Operations in flight", ["kind"], registry=r)
         self.queue_depth = Gauge(
@@ -78,6 +87,10 @@ class Metrics:
             self.ec2_errors.labels(request, error).inc()
         if throttled:
             self.ec2_throttles.labels(request).inc()
+
+    def watch_ec2_rate(self, request: str, rate: Callable[[], float]) -> None:
+        # Read at scrape time: the limiter changes its rate continuously while it probes.
+        self.ec2_rate.labels(request).set_function(rate)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))
