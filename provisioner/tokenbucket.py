@@ -85,6 +85,7 @@ class TokenBucket:
         self.issued -= spent
         return spent
 
-    def forget_saved(self) -> None:
-        """Drop the tokens in hand (the account's bucket turned out empty); promises stand."""
-        self.issued = min(self.issued, float(self.granted))
+    def forget_saved(self, used: int | None = None) -> None:
+        """Drop the tokens in hand (the account's bucket turned out empty). Promises stand, except
+        those past ``used`` (the tickets whose holders have not used them yet, when the caller knows)."""
+        self.issued = min(self.issued, float(self.granted if used is None else used))

@@ -11,18 +11,22 @@ How the bucket finds the account's rate:
   a fresh driver alone never sends what a default account would refuse. Its first burst goes out at
   most ``burst_pace`` × the rate, so an account with a smaller bucket throttles a few calls, not the
   whole burst.
-* **Probe** while demand exceeds the rate (callers wait for tokens) and no throttle has been seen:
-  before the first throttle the rate doubles every ``start_doubling`` seconds of demand; after one,
-  the rate waits ``hold`` seconds of demand, climbs by ``climb`` × the rate last found per second, and
-  once past 1.25 × that rate (the account's limit has moved) doubles every ``probe_doubling`` seconds.
+* **Probe** only while demand exceeds the rate (callers waited all along for tokens): after a ``hold``
+  of such demand, while searching (until a throttle has been measured) the rate doubles every
+  ``start_doubling`` seconds; once found, it climbs by ``climb`` × the rate found per second, and past
+  1.25 × that rate (the account's limit has moved) doubles every ``probe_doubling`` seconds.
 * **Cut** on a throttle. A throttle says the account's bucket is empty *now*. Two such moments with
   demand in between bracket an exact measurement: our calls EC2 admitted between them, per second,
   are the rate the account gives us (whatever a neighbour takes is already out of it). The cut goes to
-  ``margin`` × that measurement (never above the current rate). Before two cuts exist, the start (or
-  the end of an idle spell, when our bucket and so the account's are full) is the first moment, with
-  the account's burst assumed to scale with its rate as in the documented table; lacking any, the
-  rate × ``fallback_cut``. The hold after a cut doubles (up to ``hold_max``) while measurements agree
-  within 10 %, so a stable account is probed rarely and a changed one promptly.
+  ``margin`` × that measurement (never above the current rate). With no earlier throttle, the start
+  (or the end of an idle spell, when our bucket and so the account's are full) is the first moment,
+  the account's burst guessed to be as many seconds of its refill as the documented one; a guess keeps
+  the search going. A throttle right after a cut (too few calls since to measure) cuts the rate ×
+  ``fallback_cut``. A guess or such a cut waits for a second throttle (one may be chance). Answers to calls sent before a cut belong to that cut. The hold after a cut
+  doubles (up to ``hold_max``) while measurements agree within 10 %, so a stable account is probed
+  rarely and a changed one promptly. A throttle during that hold while EC2 still admits about all we
+  send is taken for noise, not a cut (the account's bucket is filling then); the rate never falls
+  below ``min_rate_fraction`` of the start.
 
 The burst follows the rate (documented size × rate / documented rate). Everything runs on the
 injected clock; this module must not know about boto3 or which action it limits.
@@ -30,6 +34,7 @@ injected clock; this module must not know about boto3 or which action it limits.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from collections import deque
@@ -39,6 +44,8 @@ from provisioner.aws.rates import RateSpec
 from provisioner.ports.clock import Clock
 from provisioner.tokenbucket import TokenBucket
 
+log = logging.getLogger("zonal.limiter")
+
 
 @dataclass(frozen=True)
 class LimiterSettings:
@@ -46,20 +53,21 @@ class LimiterSettings:
 
     scale: float = 1.0  # starting point: the documented buckets × scale, size and rate alike
     burst_pace: float = 10.0  # saved-up tokens go out at most this many times the rate
-    start_doubling: float = 1.0  # before the first throttle, the rate doubles this often
+    start_doubling: float = 2.0  # until a throttle is measured, the rate doubles this often
     hold_min: float = 4.0  # after a cut, no probing for this long; doubled while measurements agree
     hold_max: float = 60.0
     climb: float = 0.025  # after the hold: + this share of the rate found, per second
     probe_doubling: float = 4.0  # past 1.25 × the rate found: the rate doubles this often
     margin: float = 0.98  # a cut goes to this share of the rate measured
-    first_cut: float = 0.5  # a cut measured from a full bucket is never deeper than this
     fallback_cut: float = 0.7  # a cut with nothing to measure from
     decrease_interval: float = 1.0  # throttles this close to a cut belong to it (when sent when is unknown)
     measure_window: float = 120.0  # the oldest throttle a measurement may start from
-    measure_tokens: float = 5.0  # a measurement spans at least this many admitted calls
-    min_rate_fraction: float = 0.02  # never below this share of the starting rate
+    measure_tokens: float = 8.0  # a measurement spans at least this many admitted calls,
+    measure_seconds: float = 4.0  # or this long with at least 3 (a slow account)
+    min_rate_fraction: float = 0.1  # never below this share of the starting rate
     max_rate_factor: float = 200.0  # never above this many times the starting rate
     max_wait: float = 60.0  # longest wait for a token when the call carries no deadline
+    recheck: float = 0.25  # a waiting caller looks at its turn again at least this often
 
     def __post_init__(self) -> None:
         if self.scale <= 0:
@@ -70,9 +78,10 @@ class LimiterSettings:
             raise ValueError(f"fallback cut must be within (0, 1), not {self.fallback_cut}")
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Mark:
-    """A moment the account's bucket level was known: empty (a cut) or full (start, end of idle)."""
+    """A moment the account's bucket level was known: empty (a cut) or full (start, end of idle), and
+    how many of our calls EC2 had admitted by then."""
 
     at: float
     admitted: int
@@ -88,7 +97,8 @@ class AdaptiveBucket:
     reaches it, a little after our own started, and that first request may travel slower than later
     ones; one token covers a lag of up to ``1 / rate`` seconds for the price of one request."""
 
-    def __init__(self, spec: RateSpec, clock: Clock, settings: LimiterSettings) -> None:
+    def __init__(self, spec: RateSpec, clock: Clock, settings: LimiterSettings, name: str = "") -> None:
+        self.name = name
         self.start = spec.scaled(settings.scale)
         self._settings = settings
         self._clock = clock
@@ -104,6 +114,8 @@ class AdaptiveBucket:
         self._hold_next = settings.hold_min
         self.found: float | None = None  # the account's rate for us, as last measured
         self._last_cut = float("-inf")
+        self._last_cut_measured = False
+        self._unconfirmed = False  # a throttle seen since the last cut, not acted on yet
         self._marks: deque[_Mark] = deque([_Mark(now, 0, True)])
         self.sent = 0  # tokens used (every attempt, retries included)
         self.throttles = 0
@@ -142,7 +154,8 @@ class AdaptiveBucket:
             ticket = self._bucket.reserve(now)
             self._next_slot = slot + 1.0 / (self._settings.burst_pace * self.rate)
         while wait > 0:
-            self._clock.sleep(wait)
+            # Wake up now and then: the rate may have risen meanwhile (probing), moving the turn closer.
+            self._clock.sleep(min(wait, self._settings.recheck))
             with self._lock:
                 now = self._clock.monotonic()
                 self._advance(now)
@@ -162,13 +175,30 @@ class AdaptiveBucket:
             self._advance(now)
             self.throttles += 1
             if epoch is not None:
-                if epoch < self.decreases:
-                    return
-            elif now - self._last_cut < self._settings.decrease_interval:
-                return
-            self._cut(now)
+                stale = epoch < self.decreases
+            else:
+                stale = now - self._last_cut < self._settings.decrease_interval
+            if not stale and not self._noise(now):
+                self._cut(now)
+            elif stale and self._marks:
+                # Sent before the last cut, counted admitted then: it was not.
+                self._marks[-1].admitted -= 1
 
     # --- inside the lock -----------------------------------------------------------------------------
+
+    def _noise(self, now: float) -> bool:
+        """A throttle during the hold after a measured cut, while EC2 still admits about all we send:
+        not the account's bucket running dry (at the margin below its rate it is filling up)."""
+        if self._hold <= 0 or not self._last_cut_measured or not self._marks:
+            return False
+        mark = self._marks[-1]
+        admitted = self._admitted() - mark.admitted
+        span = now - mark.at
+        return self._measurable(admitted, span) and admitted >= 0.9 * self.rate * span
+
+    def _measurable(self, admitted: int, span: float) -> bool:
+        s = self._settings
+        return admitted >= s.measure_tokens or (admitted >= 3 and span >= s.measure_seconds)
 
     def _capacity_for(self, rate: float) -> float:
         return max(1.0, self.start.burst * rate / self.start.rate - self._headroom)
@@ -179,12 +209,13 @@ class AdaptiveBucket:
         elapsed = now - bucket.stamp
         if elapsed <= 0:
             return bucket.issued - bucket.granted
-        if bucket.waiting():  # demand exceeds the rate: probe
-            tokens, rate = self._probe(elapsed)
-        else:
-            tokens, rate = bucket.rate * elapsed, bucket.rate
+        tokens, rate, hold = bucket.rate * elapsed, bucket.rate, self._hold
+        if bucket.waiting() and bucket.granted >= bucket.issued + tokens - 1e-6:
+            # Callers waited all along: no token was left in hand at this rate. Demand exceeds it.
+            tokens, rate, hold = self._probe(elapsed)
         bucket.refill(now, tokens)
         bucket.rate = min(self._max_rate, rate)
+        self._hold = hold
         bucket.capacity = self._capacity_for(bucket.rate)
         level = bucket.issued - bucket.granted
         last = self._marks[-1] if self._marks else None
@@ -194,17 +225,16 @@ class AdaptiveBucket:
             self._marks.append(_Mark(now, self._admitted(), True))
         return level
 
-    def _probe(self, elapsed: float) -> tuple[float, float]:
-        """Tokens issued over ``elapsed`` seconds of demand, and the rate at their end."""
+    def _probe(self, elapsed: float) -> tuple[float, float, float]:
+        """Tokens issued over ``elapsed`` seconds of demand, the rate at their end, the hold left."""
         s = self._settings
         rate = self._bucket.rate
         tokens = 0.0
         held = min(self._hold, elapsed)
-        self._hold -= held
         tokens += rate * held
         left = elapsed - held
         if left <= 0:
-            return tokens, rate
+            return tokens, rate, self._hold - held
         found = self.found
         if not self._searching and found is not None and rate < 1.25 * found:
             # Climb linearly towards (and a little past) the rate last found.
@@ -218,44 +248,64 @@ class AdaptiveBucket:
             growth = 2.0 ** (left / doubling)
             tokens += rate * doubling / math.log(2) * (growth - 1)
             rate *= growth
-        return tokens, rate
+        return tokens, rate, 0.0
 
     def _admitted(self) -> int:
         return self.sent - self.throttles
 
-    def _measure(self, now: float) -> float:
-        """The account's rate for us since a moment its bucket level was known (see the docstring)."""
+    def _measure(self, now: float) -> tuple[float, bool]:
+        """The rate to cut to, and whether it was measured (see the docstring) or only guessed."""
         s = self._settings
         admitted = self._admitted()
         empty = [m for m in self._marks if not m.full and now - m.at <= s.measure_window]
         if empty:
             mark = empty[-1]  # the last cut: what the account gave us since
-            if admitted - mark.admitted < s.measure_tokens:
-                return self.rate * s.fallback_cut  # throttled again at once: the last cut was not enough
-            return (admitted - mark.admitted) / (now - mark.at)
+            if not self._measurable(admitted - mark.admitted, now - mark.at):
+                return self.rate * s.fallback_cut, False  # throttled again at once: not cut enough
+            return (admitted - mark.admitted) / (now - mark.at), True
         full = [m for m in self._marks if m.full]
-        if full:
+        if full and admitted - full[-1].admitted >= self.start.burst / 8:
+            # The account's burst assumed to scale with its rate, as in the documented table (and to
+            # be at least an eighth of the documented one: fewer calls than that prove too little).
             mark = full[-1]
             burst_seconds = self.start.burst / self.start.rate
-            measured = (admitted - mark.admitted) / (now - mark.at + burst_seconds)
-            return max(measured, self.rate * s.first_cut)
-        return self.rate * s.fallback_cut
+            return (admitted - mark.admitted) / (now - mark.at + burst_seconds), False
+        return self.rate * s.fallback_cut, False
 
     def _cut(self, now: float) -> None:
         s = self._settings
-        measured = self._measure(now)
+        target, measured = self._measure(now)
+        if not measured and not self._unconfirmed:
+            # A guess rests on one throttle, which may be chance: wait for a second one to act.
+            self._unconfirmed = True
+            return
+        self._unconfirmed = False
         previous = self.found
-        if previous is not None and abs(measured - previous) <= 0.1 * previous:
+        if measured and previous is not None and abs(target - previous) <= 0.1 * previous:
             self._hold_next = min(s.hold_max, self._hold_next * 2)
         else:
             self._hold_next = s.hold_min
         self._hold = self._hold_next
-        self.found = measured
         bucket = self._bucket
-        bucket.rate = min(self._max_rate, max(self._min_rate, min(bucket.rate, measured) * s.margin))
+        before = bucket.rate
+        bucket.rate = min(self._max_rate, max(self._min_rate, min(bucket.rate, target) * s.margin))
+        self._last_cut_measured = measured
+        if measured:
+            self.found = target
+            self._searching = False  # probe gently from here on
+        log.info(
+            "%s throttled: %.2f/s → %.2f/s (%s %.2f/s), next probe after %.0f s of demand",
+            self.name or "EC2",
+            before,
+            bucket.rate,
+            "the account gave" if measured else "not measured, guessed",
+            target,
+            self._hold,
+        )
         bucket.capacity = self._capacity_for(bucket.rate)
-        bucket.forget_saved()  # the account's bucket is empty: no saved-up tokens on our side either
-        self._searching = False
+        # The account's bucket is empty: no saved-up tokens on our side either, not even those handed
+        # to callers still waiting for their place in a paced burst.
+        bucket.forget_saved(self.sent)
         self._last_cut = now
         self._marks.append(_Mark(now, self._admitted(), False))
         while len(self._marks) > 1 and now - self._marks[0].at > s.measure_window:

@@ -82,7 +82,7 @@ class RateLimiter:
                 return self._buckets[action]
             bucket = None
             if is_mutating(action):
-                bucket = AdaptiveBucket(documented(action), self.clock, self.settings)
+                bucket = AdaptiveBucket(documented(action), self.clock, self.settings, action)
             self._buckets[action] = bucket
         if bucket is not None and self._observer is not None:
             self._observer.watch_ec2_rate(action, lambda: bucket.rate)

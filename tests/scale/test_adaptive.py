@@ -11,14 +11,17 @@ Stated figures (checked below):
   (and a 5× refill with the documented size), within 30 s of demand the limiter's rate stays within
   0.9–1.7× the account's rate; every later cut lands at 0.93–1.0× it, and at least 97 % of what the
   account refills is used;
-* a neighbour spending half the bucket: yielded to within 5 s of it starting (in the band 10 s after);
+* a neighbour spending half the bucket: yielded to within 10 s of it starting (in the band 15 s after);
   after it stops, the rate is back within 0.9× of the whole account within 75 s;
 * no oscillation beyond that band: over 10 minutes on a steady account, at most one throttle a minute
-  after the first minute.
+  after the first minute;
+* a throttle now and then that is not the bucket (1 call in 100, at random) costs under 3 % of the
+  account's rate. (More chance throttles cost more: the limiter cannot tell them from a neighbour.)
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -44,6 +47,7 @@ class Run:
     rates: list[tuple[float, float]] = field(default_factory=list)  # (time, rate) after every call
     cuts: list[tuple[float, float]] = field(default_factory=list)  # (time, rate after the cut)
     throttle_times: list[float] = field(default_factory=list)
+    refuse: Callable[[], bool] = lambda: False  # EC2 refusing a call for some reason besides the bucket
 
     def drive(
         self, until: float = float("inf"), calls: int = 0, at: Callable[[float], None] | None = None
@@ -55,7 +59,7 @@ class Run:
             now = self.clock.monotonic()
             if at is not None:
                 at(now)
-            if self.account.take("us-east-1", ACTION, FILTERED):
+            if self.account.take("us-east-1", ACTION, FILTERED) and not self.refuse():
                 self.admitted += 1
             else:
                 self.throttled += 1
@@ -143,10 +147,10 @@ def test_yields_to_a_neighbour_within_seconds_and_takes_the_bucket_back_after_it
     run.drive(until=600.0, at=neighbour_at)
 
     yielded = next(t for t, rate in run.rates if t >= 60.0 and rate <= 1.1 * 2.5)
-    assert yielded - 60.0 <= 5.0
-    assert min(run.rates_between(70.0, 300.0)) >= 0.9 * 2.5  # the half left, and the band
-    assert max(run.rates_between(70.0, 300.0)) <= 1.7 * 2.5
-    assert len([t for t in run.throttle_times if 60.0 <= t < 300.0]) <= 10
+    assert yielded - 60.0 <= 10.0
+    assert min(run.rates_between(75.0, 300.0)) >= 0.9 * 2.5  # the half left, and the band
+    assert max(run.rates_between(75.0, 300.0)) <= 1.7 * 2.5
+    assert len([t for t in run.throttle_times if 60.0 <= t < 300.0]) <= 12
     back = next(t for t, rate in run.rates if t >= 300.0 and rate >= 0.9 * 5.0)
     assert back - 300.0 <= 75.0
     assert min(run.rates_between(back + 30.0)) >= 0.9 * 5.0
@@ -169,3 +173,13 @@ def test_no_probing_without_demand() -> None:
         clock.advance(1.0)
 
     assert bucket.rate == 5.0 and bucket.throttles == 0
+
+
+def test_an_occasional_throttle_that_is_not_the_bucket_does_not_drag_the_rate_down() -> None:
+    run = _run()
+    chance = random.Random(1)
+    run.refuse = lambda: chance.random() < 0.01  # 1 call in 100, at random
+
+    run.drive(until=300.0)
+
+    assert run.admitted >= 0.97 * (100 + 5.0 * 300.0)

@@ -75,6 +75,10 @@ class Buckets:
         self._neighbours = dict(neighbours or {})
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], _Shared] = {}
+        # Every bucket exists (full) from here on, its neighbour spending; from a change on, for a
+        # bucket first used after a neighbour was set.
+        self._opened: dict[str, float] = {}
+        self._since = clock.monotonic()
 
     def spec(self, action: str, params: Mapping[str, str] | None = None) -> RateSpec:
         """The effective (scaled) spec for ``action``, so benchmarks can compute their floor."""
@@ -88,6 +92,7 @@ class Buckets:
         with self._lock:
             now = self._clock.monotonic()
             self._neighbours[action] = rate
+            self._opened[action] = now
             for (_, key), shared in self._buckets.items():
                 if key.split(":")[0] == action:
                     shared.settle(now)
@@ -114,7 +119,7 @@ class Buckets:
             shared = self._buckets.get((region, key))
             if shared is None:
                 spec = self._scaled(documented_spec)
-                bucket = TokenBucket(spec.burst, spec.rate, now)
+                bucket = TokenBucket(spec.burst, spec.rate, self._opened.get(action, self._since))
                 shared = self._buckets[(region, key)] = _Shared(bucket, self._neighbours.get(action, 0.0))
             shared.settle(now)
             return shared.bucket.try_take(now)
