@@ -87,13 +87,15 @@ class Ec2Cloud:
                 b.window,
                 b.min_interval,
                 b.max_volumes,
+                target_batch=b.target_batch,
+                max_interval=b.max_interval,
             )
             self._instances = Batcher(
                 self.describe_instances,
                 self._get_instance,
                 _instance_missing,
                 b.window,
-                b.min_interval,
+                b.instance_interval,
                 b.max_instances,
             )
             if b.batch_names:
@@ -104,6 +106,8 @@ class Ec2Cloud:
                     b.window,
                     b.min_interval,
                     b.max_volumes,
+                    target_batch=b.target_batch,
+                    max_interval=b.max_interval,
                 )
 
     # Access and zones.
