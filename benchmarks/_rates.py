@@ -79,6 +79,15 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def controller_args(sim: dict[str, Any], metrics_port: int) -> list[str]:
+    """``zonal controller`` against the simulator ``sim`` describes, told nothing about its buckets."""
+    return [
+        "controller",
+        *("--region", sim["region"], "--ec2-endpoint", sim["endpoint_url"]),
+        *("--http-endpoint", f"127.0.0.1:{metrics_port}"),
+    ]
+
+
 def get_json(url: str, method: str = "GET") -> Any:
     with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as answer:
         return json.loads(answer.read())

@@ -37,7 +37,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._procs import simulator, zonal
-from benchmarks._rates import CAP, Tally, create_request, free_port, get_json, limiter_state, load, retrying
+from benchmarks._rates import (
+    CAP,
+    Tally,
+    controller_args,
+    create_request,
+    free_port,
+    get_json,
+    limiter_state,
+    load,
+    retrying,
+)
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 
 ACTIONS = ("CreateVolume", "AttachVolume", "CreateSnapshot", "DetachVolume", "DeleteVolume")
@@ -98,7 +108,7 @@ def _requests(stub: csi_pb2_grpc.ControllerStub, timeout: float) -> dict[str, Ca
 def run(count: int = 500, workers: int = 50, timeout: float = 60.0, log_dir: str = "") -> Mixed:
     out = Mixed(count, workers)
     with tempfile.TemporaryDirectory(prefix="zonal-mixed-") as tmp, simulator(SIM_ARGS) as sim:
-        endpoint, region, zones = sim["endpoint_url"], sim["region"], sim["zones"]
+        endpoint, zones = sim["endpoint_url"], sim["zones"]
         volumes = []
         for i in range(count):
             zone = zones[i % len(zones)]
@@ -106,15 +116,7 @@ def run(count: int = 500, workers: int = 50, timeout: float = 60.0, log_dir: str
             volumes.append(Volume(i, node, zone))
         port = free_port()
         metrics = f"http://127.0.0.1:{port}/metrics"
-        args = [
-            "controller",
-            "--region",
-            region,
-            "--ec2-endpoint",
-            endpoint,
-            "--http-endpoint",
-            f"127.0.0.1:{port}",
-        ]
+        args = controller_args(sim, port)
         queues: list[queue.Queue[Volume | None]] = [queue.Queue() for _ in ACTIONS]
         stop = threading.Event()
         with (

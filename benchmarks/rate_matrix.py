@@ -30,7 +30,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import mixed_load
 from benchmarks._procs import simulator, zonal
-from benchmarks._rates import Tally, audit, create_request, free_port, get_json, limiter_state, load, retrying
+from benchmarks._rates import (
+    Tally,
+    audit,
+    controller_args,
+    create_request,
+    free_port,
+    get_json,
+    limiter_state,
+    load,
+    retrying,
+)
 from provisioner.csi._proto import csi_pb2_grpc
 
 CREATE_DELAY = 2.0
@@ -120,15 +130,7 @@ def run_row(row: Row, count: int, concurrency: int, timeout: float, log_dir: str
     with tempfile.TemporaryDirectory(prefix="zonal-matrix-") as tmp, simulator(sim_args) as sim:
         endpoint, region, zones = sim["endpoint_url"], sim["region"], sim["zones"]
         port = free_port()
-        args = [
-            "controller",
-            "--region",
-            region,
-            "--ec2-endpoint",
-            endpoint,
-            "--http-endpoint",
-            f"127.0.0.1:{port}",
-        ]
+        args = controller_args(sim, port)
         names = [f"pvc-matrix-{i:05d}" for i in range(count)]
         zone_of = {name: zones[i % len(zones)] for i, name in enumerate(names)}
         tally = Tally()
