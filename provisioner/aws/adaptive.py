@@ -109,7 +109,7 @@ class AdaptiveBucket:
         now = clock.monotonic()
         self._bucket = TokenBucket(self._capacity_for(self.start.rate), self.start.rate, now)
         self._next_slot = now  # burst pacing: the earliest moment the next ticket may go
-        self._searching = True  # no throttle seen yet: probe fast
+        self._searching = True  # no throttle measured yet: probe fast
         self._hold = 0.0  # seconds of demand before probing resumes
         self._hold_next = settings.hold_min
         self.found: float | None = None  # the account's rate for us, as last measured
