@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
 DEFAULT_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
-DEMO_DESCRIPTION = "``zonal demo``: the whole zone story on one machine, no AWS account and no cluster."
+# Plain text: argparse prints it as it is (no reST markup in --help).
+DEMO_DESCRIPTION = (
+    "The whole zone story on one machine, no AWS account and no cluster: an embedded EC2, an in-memory "
+    "cluster with three nodes in three zones, zonal and its provisioner loop, and a pod whose volume "
+    "follows it to its zone. As root the volume is really formatted and mounted on a loop device."
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,8 +33,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the zone story end to end on this machine (embedded EC2, in-memory cluster)",
         description=DEMO_DESCRIPTION,
     )
-    p.add_argument("--immediate", action="store_true", help="Immediate binding, allowedTopologies, spread")
-    p.add_argument("--keep", action="store_true", help="leave the socket and cluster running until Ctrl-C")
+    p.add_argument(
+        "--immediate",
+        action="store_true",
+        help="the Immediate-binding story instead: allowedTopologies and a StatefulSet spread over zones",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the socket, the cluster and the volume running until Ctrl-C, for zonal csi and kubectl",
+    )
     p.add_argument("--dir", default="", help="where the socket and state go (default: a temporary folder)")
     add_logging_args(p)
     p.set_defaults(func=run_demo)

@@ -74,7 +74,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ""), help="kubeconfig file")
+    parser.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG", ""),
+        help="kubeconfig file (default $KUBECONFIG, else ~/.kube/config)",
+    )
     parser.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
     parser.add_argument(
         "--driver-name", default="", help="CSI driver name (default: the class's provisioner)"
@@ -110,9 +114,9 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 def build_kube(args: argparse.Namespace) -> KubeApi:
-    from provisioner.kube.client import KubeClient, load_configuration_checked
+    from provisioner.cli.kubeaccess import connect
 
-    return KubeClient(load_configuration_checked(args.kubeconfig, args.context), qps=0)
+    return connect(args.kubeconfig, args.context, qps=0, timeout=max(0.1, float(args.timeout)))
 
 
 def build_explain_cloud(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Cloud | None:

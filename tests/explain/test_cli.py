@@ -143,13 +143,36 @@ def test_no_cluster_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.Captur
     assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("zonal explain: error:")
+    assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}: connection refused" in err
 
 
-def test_missing_kubeconfig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = parse("explain", "pvc", "x", "--kubeconfig", str(tmp_path / "absent"))
+@pytest.mark.parametrize(
+    ("content", "extra", "cause"),
+    [
+        (None, [], "does not exist"),
+        ("clusters: [\n", [], "is not valid YAML"),  # the reported case: a traceback ending in yaml's error
+        ("", [], "holds no clusters or contexts"),
+        ("DIR", [], "cannot be read"),
+        ("GOOD", ["--context", "nope"], "has no context 'nope' (it has: c, other)"),
+    ],
+    ids=["missing", "broken-yaml", "empty", "a-directory", "unknown-context"],
+)
+def test_a_kubeconfig_that_cannot_be_used_is_one_line_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, extra: list[str], cause: str
+) -> None:
+    path = tmp_path / "kc"
+    if content == "DIR":
+        path.mkdir()
+    elif content == "GOOD":
+        kubeconfig(path, "http://127.0.0.1:1")
+    elif content is not None:
+        path.write_text(content)
+    args = parse("explain", "pvc", "x", "--kubeconfig", str(path), *extra)
     assert args.func(args) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "kube-config" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"zonal explain: error: kubeconfig {path} ")
+    assert cause in err and "pass --kubeconfig PATH (or set KUBECONFIG)" in err
 
 
 def test_cloud_choice(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
