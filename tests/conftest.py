@@ -39,5 +39,12 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     yield
 
 
+@pytest.fixture(autouse=True)
+def _own_runtime_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test's embedded processes record their kernel state in a folder of its own, so no test
+    reclaims (or reports) what another test's process left."""
+    monkeypatch.setenv("ZONAL_RUNTIME_DIR", str(tmp_path_factory.mktemp("zonal-run")))
+
+
 def is_root() -> bool:
     return os.geteuid() == 0

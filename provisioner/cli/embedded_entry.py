@@ -9,6 +9,8 @@ embedded cloud is run. This module must not import :mod:`provisioner.embedded` a
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 from provisioner.cli.logs import add_logging_args
@@ -16,6 +18,7 @@ from provisioner.cli.logs import add_logging_args
 if TYPE_CHECKING:
     from provisioner.aws.callmetrics import Ec2Observer
     from provisioner.embedded.cloud import EmbeddedCloud
+    from provisioner.embedded.ledger import Ledger
 
 DEFAULT_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
@@ -44,6 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="leave the socket, the cluster and the volume running until Ctrl-C, for zonal csi and kubectl",
     )
     p.add_argument("--dir", default="", help="where the socket and state go (default: a temporary folder)")
+    add_runtime_dir_arg(p, "--runtime-dir")
     add_logging_args(p)
     p.set_defaults(func=run_demo)
 
@@ -52,6 +56,38 @@ def run_demo(args: argparse.Namespace) -> int:
     from provisioner.embedded.demo import story
 
     return story.run(args)
+
+
+RUNTIME_DIR_ENV = "ZONAL_RUNTIME_DIR"
+
+
+def default_runtime_dir() -> str:
+    """``$ZONAL_RUNTIME_DIR``, else ``/run/zonal/embedded`` for root, else a per-user folder in /tmp
+    (the same rule as :func:`provisioner.embedded.ledger.default_runtime_dir`, without importing it)."""
+    value = os.environ.get(RUNTIME_DIR_ENV, "")
+    if value:
+        return value
+    if os.geteuid() == 0 and os.path.isdir("/run"):
+        return "/run/zonal/embedded"
+    return os.path.join(tempfile.gettempdir(), f"zonal-embedded-{os.geteuid()}")
+
+
+def add_runtime_dir_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str) -> None:
+    parser.add_argument(
+        flag,
+        default=default_runtime_dir(),
+        help="where each embedded process records the loop devices, links and folders it makes, so a "
+        "start after a crash releases a dead predecessor's (default $ZONAL_RUNTIME_DIR, else "
+        "/run/zonal/embedded as root)",
+    )
+
+
+def start_ledger(runtime_dir: str) -> Ledger:
+    """Release what dead embedded processes recorded in ``runtime_dir`` (saying so), then open this
+    process's own record there."""
+    from provisioner.embedded import ledger
+
+    return ledger.start(runtime_dir)
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +107,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="EC2 state changes happen at once instead of at AWS's measured speeds",
     )
+    add_runtime_dir_arg(g, "--embedded-runtime-dir")
 
 
 def build_embedded(
@@ -80,8 +117,9 @@ def build_embedded(
     state_dir: str,
     fast: bool,
     metrics: Ec2Observer | None,
+    ledger: Ledger | None = None,
 ) -> EmbeddedCloud:
     """:func:`provisioner.embedded.cloud.build_embedded`, imported when first called."""
     from provisioner.embedded.cloud import build_embedded as build
 
-    return build(region, zones, node_zone, state_dir=state_dir, fast=fast, metrics=metrics)
+    return build(region, zones, node_zone, state_dir=state_dir, fast=fast, metrics=metrics, ledger=ledger)

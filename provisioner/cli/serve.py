@@ -147,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
         ec2 = None
         if cloud_config is not None and cloud_config.kind == "embedded":
             zones = tuple(z.strip() for z in args.embedded_zones.split(",") if z.strip())
+            # Embedded mode owns its kernel state: what a crashed predecessor left is released first,
+            # and everything this process makes is recorded until its own cleanup releases it.
+            try:
+                ledger = embedded_entry.start_ledger(args.embedded_runtime_dir)
+            except OSError as e:
+                raise CliError(f"--embedded-runtime-dir {args.embedded_runtime_dir}: {e}") from e
+            cleanups.append(ledger.close)
             try:
                 emb = embedded_entry.build_embedded(
                     cloud_config.region,
@@ -155,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                     state_dir=args.embedded_state_dir,
                     fast=args.embedded_fast,
                     metrics=metrics,
+                    ledger=ledger,
                 )
             except ValueError as e:
                 raise CliError(str(e)) from e

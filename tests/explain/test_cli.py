@@ -193,3 +193,39 @@ def test_targets() -> None:
     assert parse_target("apps/web-0") == ("apps", "web-0")
     with pytest.raises(Exception, match="NAMESPACE/NAME"):
         parse_target("a/b/c")
+
+
+@pytest.mark.parametrize(
+    ("status", "when", "headline"),
+    [
+        (
+            "sent",
+            "sent to CreateVolume (recorded on the PV in zonal.dev/accessibility-requirements)",
+            "sent to CreateVolume (recorded on the PV in zonal.dev/accessibility-requirements)",
+        ),
+        (
+            "computed",
+            "would be sent now (recomputed from the cluster as it is)",
+            "computed, would be sent now (recomputed from the cluster as it is)",
+        ),
+        ("computed", "will be sent", "computed, will be sent"),
+        ("none", "will be sent", "none: CreateVolume will get no accessibility requirements"),
+        (
+            "none",
+            "would be sent now (recomputed from the cluster as it is)",
+            "none: CreateVolume would get no accessibility requirements",
+        ),
+        (
+            "waiting",
+            "will be sent",
+            "waiting: computed once the scheduler picks a node for a pod using the claim",
+        ),
+        ("unavailable", "will be sent", "unavailable: cannot be computed from the cluster as it is"),
+    ],
+)
+def test_the_requirements_line_reads_as_a_sentence(status: str, when: str, headline: str) -> None:
+    """The demo's explain printed "requirements sent, were sent (recorded …)"."""
+    from provisioner.cli.explain import requirements_headline
+    from provisioner.explain.report import RequirementsInfo
+
+    assert requirements_headline(RequirementsInfo(status=status, when=when)) == headline
