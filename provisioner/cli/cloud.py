@@ -140,7 +140,10 @@ def cloud_config_from_args(
     region = resolve_region(args.region, env, metadata)
     if not region:
         if args.cloud == "aws":
-            raise CliError("no AWS region: pass --region, set AWS_REGION, or run on EC2 (instance metadata)")
+            raise CliError(
+                "no AWS region: pass --region, set AWS_REGION, or run on EC2 (instance metadata); in a "
+                "cluster, set aws-region in the zonal-controller-config ConfigMap (deploy/base)"
+            )
         region = "us-east-1"  # the embedded cloud needs some region; its zones are us-east-1a..f
     return CloudConfig(
         kind=args.cloud,
