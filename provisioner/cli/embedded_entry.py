@@ -3,16 +3,19 @@
 
 Flags and help are registered here so ``zonal demo --help`` and ``zonal all --help`` work without the
 embedded package being imported; the package (and moto with it) is imported only when a demo or an
-embedded cloud is run. This module must not import :mod:`provisioner.embedded` at module level.
+embedded cloud is run. It needs the ``embedded`` extra; without it the run stops with one line saying
+which extra to install. This module must not import :mod:`provisioner.embedded` at module level.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import tempfile
 from typing import TYPE_CHECKING
 
+from provisioner.cli import CliError
 from provisioner.cli.logs import add_logging_args
 
 if TYPE_CHECKING:
@@ -21,6 +24,8 @@ if TYPE_CHECKING:
     from provisioner.embedded.ledger import Ledger
 
 DEFAULT_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+EXTRA = "zonal[embedded]"
 
 # Plain text: argparse prints it as it is (no reST markup in --help).
 DEMO_DESCRIPTION = (
@@ -52,7 +57,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_demo)
 
 
+def require_extra(what: str) -> None:
+    """Raise a one-line :class:`CliError` naming the extra when the embedded world cannot be imported."""
+    try:
+        # moto (and, through the simulator, moto's server) is what the extra exists to bring.
+        importlib.import_module("moto")
+        importlib.import_module("provisioner.embedded.ec2")
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] == "provisioner":
+            raise
+        raise CliError(
+            f"{what} needs the embedded extra ({e.name} is not installed): pip install '{EXTRA}'"
+        ) from e
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    require_extra("zonal demo")
     from provisioner.embedded.demo import story
 
     return story.run(args)
@@ -62,8 +82,7 @@ RUNTIME_DIR_ENV = "ZONAL_RUNTIME_DIR"
 
 
 def default_runtime_dir() -> str:
-    """``$ZONAL_RUNTIME_DIR``, else ``/run/zonal/embedded`` for root, else a per-user folder in /tmp
-    (the same rule as :func:`provisioner.embedded.ledger.default_runtime_dir`, without importing it)."""
+    """``$ZONAL_RUNTIME_DIR``, else ``/run/zonal/embedded`` for root, else a per-user folder in /tmp."""
     value = os.environ.get(RUNTIME_DIR_ENV, "")
     if value:
         return value
@@ -85,6 +104,7 @@ def add_runtime_dir_arg(parser: argparse.ArgumentParser | argparse._ArgumentGrou
 def start_ledger(runtime_dir: str) -> Ledger:
     """Release what dead embedded processes recorded in ``runtime_dir`` (saying so), then open this
     process's own record there."""
+    require_extra("--cloud embedded")
     from provisioner.embedded import ledger
 
     return ledger.start(runtime_dir)
@@ -120,6 +140,7 @@ def build_embedded(
     ledger: Ledger | None = None,
 ) -> EmbeddedCloud:
     """:func:`provisioner.embedded.cloud.build_embedded`, imported when first called."""
+    require_extra("--cloud embedded")
     from provisioner.embedded.cloud import build_embedded as build
 
     return build(region, zones, node_zone, state_dir=state_dir, fast=fast, metrics=metrics, ledger=ledger)
