@@ -64,27 +64,14 @@ class Ui:
     def spinner(self, text: str, timeout: float | None = None) -> Iterator[None]:
         """Show ``text`` with a spinner and the time waited (TTY), or with an ellipsis and then a line
         every :attr:`progress_every` seconds saying how long so far (pipes, CI logs)."""
-        if not self.tty:
-            self._print(f"       … {text}")
-            done = threading.Event()
-            start = time.monotonic()
-            limit = f" of {timeout:.0f}s" if timeout else ""
-
-            def report() -> None:
-                while not done.wait(self.progress_every):
-                    waited = time.monotonic() - start
-                    self._print(f"       … {text}: still waiting ({waited:.0f}s{limit} so far)")
-
-            thread = threading.Thread(target=report, daemon=True)
-            thread.start()
-            try:
-                yield
-            finally:
-                done.set()
-                thread.join()
-            return
         done = threading.Event()
         start = time.monotonic()
+        limit = f" of {timeout:.0f}s" if timeout else ""
+
+        def report() -> None:
+            while not done.wait(self.progress_every):
+                waited = time.monotonic() - start
+                self._print(f"       … {text}: still waiting ({waited:.0f}s{limit} so far)")
 
         def spin() -> None:
             for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
@@ -96,7 +83,9 @@ class Ui:
             self.out.write("\r\033[K")
             self.out.flush()
 
-        thread = threading.Thread(target=spin, daemon=True)
+        if not self.tty:
+            self._print(f"       … {text}")
+        thread = threading.Thread(target=spin if self.tty else report, daemon=True)
         thread.start()
         try:
             yield
