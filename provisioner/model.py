@@ -148,6 +148,7 @@ class VolumeSpec:
     multi_attach: bool = False
     snapshot_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    initialization_rate: int | None = None  # MiB/s (EC2's VolumeInitializationRate), with snapshot_id only
 
 
 @dataclass(frozen=True)

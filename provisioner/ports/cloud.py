@@ -28,6 +28,16 @@ class VolumeModification:
     start_time: float = 0.0  # epoch seconds
 
 
+@dataclass(frozen=True)
+class SnapshotLock:
+    """EC2 ``LockSnapshot`` settings: a mode and exactly one of a duration or an expiry."""
+
+    mode: str  # governance | compliance
+    duration_days: int | None = None
+    expires_at: float | None = None  # epoch seconds
+    cool_off_hours: int | None = None  # compliance only
+
+
 class Cloud(Protocol):
     region: str
 
@@ -90,8 +100,11 @@ class Cloud(Protocol):
 
     # Snapshots and modification (used by the snapshot/expand/modify RPCs).
 
-    def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
-        """Raises NotFound (source volume), ResourceExhausted (SnapshotLimitExceeded)."""
+    def create_snapshot(
+        self, volume_id: str, tags: Mapping[str, str], description: str, outpost_arn: str = ""
+    ) -> Snapshot:
+        """Raises NotFound (source volume), ResourceExhausted (SnapshotLimitExceeded); ``outpost_arn``
+        keeps the snapshot on that Outpost."""
         ...
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
@@ -134,3 +147,28 @@ class Cloud(Protocol):
     def create_tags(self, resource_id: str, tags: Mapping[str, str]) -> None: ...
 
     def delete_tags(self, resource_id: str, keys: Sequence[str]) -> None: ...
+
+    # Fast snapshot restores, snapshot locks, volume initialization (VolumeSnapshotClass and
+    # StorageClass keys of aws-ebs-csi-driver).
+
+    def enable_fast_snapshot_restores(self, snapshot_id: str, zones: Sequence[str]) -> None:
+        """EnableFastSnapshotRestores in every one of ``zones``. Raises the first zone's failure as EC2
+        classifies it (InvalidArgument, ResourceExhausted…), NotFound for an unknown snapshot."""
+        ...
+
+    def fast_snapshot_restore_zones(self, snapshot_id: str) -> frozenset[str]:
+        """The zones where fast snapshot restore of the snapshot is enabling, optimizing or enabled."""
+        ...
+
+    def lock_snapshot(self, snapshot_id: str, lock: SnapshotLock) -> None:
+        """LockSnapshot. Raises InvalidArgument (EC2 refuses the settings), NotFound."""
+        ...
+
+    def snapshot_lock_state(self, snapshot_id: str) -> str:
+        """EC2's lock state (governance, compliance, compliance-cooloff); "" when not locked or expired."""
+        ...
+
+    def volume_initialized(self, volume_id: str) -> bool:
+        """False while DescribeVolumeStatus reports the volume's initialization-state ``initializing``
+        (a volume restored from a snapshot still loading its blocks). Raises NotFound."""
+        ...

@@ -38,6 +38,7 @@ from provisioner.model import (
 )
 from provisioner.ports.clock import Clock
 from provisioner.ports.cloud import VolumeModification
+from tests.fakes.cloud_extras import FakeCloudExtras
 
 DEFAULT_ZONES = (
     Zone("us-east-1a", "use1-az1"),
@@ -72,7 +73,7 @@ class Hold:
     release: threading.Event = field(default_factory=threading.Event)
 
 
-class FakeCloud:
+class FakeCloud(FakeCloudExtras):
     def __init__(
         self,
         zones: Sequence[Zone] = DEFAULT_ZONES,
@@ -84,6 +85,7 @@ class FakeCloud:
         modify_polls: int = 0,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__()
         self.region = region
         self.zones = tuple(zones)
         self.creating_polls = creating_polls
@@ -98,6 +100,7 @@ class FakeCloud:
         self.max_modifications: int | None = None
         self.modified: list[tuple[str, dict[str, object]]] = []  # (volume id, changes) per accepted call
         self.copied: list[tuple[str, VolumeSpec, str]] = []  # (source, spec, token) per copy call
+        self.snapshot_requests: list[tuple[str, dict[str, str], str]] = []  # (volume, tags, outpost)
         self._snap_polls: dict[str, int] = {}
         self._mod_polls: dict[str, int] = {}
         self._mod_count: collections.Counter[str] = (
@@ -360,9 +363,12 @@ class FakeCloud:
     def _now(self) -> float:
         return self.clock.time() if self.clock is not None else float(len(self.snapshots))
 
-    def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
+    def create_snapshot(
+        self, volume_id: str, tags: Mapping[str, str], description: str, outpost_arn: str = ""
+    ) -> Snapshot:
         self._enter("create_snapshot")
         with self._lock:
+            self.snapshot_requests.append((volume_id, dict(tags), outpost_arn))
             v = self._volume(volume_id).volume
             state = "pending" if self.snapshot_polls > 0 else "completed"
             snap = Snapshot(
@@ -399,6 +405,7 @@ class FakeCloud:
         with self._lock:
             if snapshot_id not in self.snapshots:
                 raise errors.NotFound(f"snapshot {snapshot_id} not found")
+            self.check_unlocked(snapshot_id)
             del self.snapshots[snapshot_id]
 
     def list_snapshots(
