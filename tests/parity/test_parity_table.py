@@ -347,12 +347,16 @@ def flags(*argv: str) -> argparse.Namespace:
 
 
 def extra_tags_row(h: Harness) -> None:
-    driver = driver_config(flags("--extra-tags", "owner={{ .PVCNamespace }},env=prod"))
+    templates = "owner={{ .PVCNamespace }},env=prod,snap={{ .VolumeSnapshotName | toUpper }}"
+    driver = driver_config(flags("--extra-tags", templates))
     volume = h.create(dict(PVC), driver=driver)
     request = h.last("CreateVolume")
-    assert request["tag:owner"] == "ns-prod-team" and request["tag:env"] == "prod"
-    snap = h.snapshot(volume.volume_id, {}, driver=driver)
-    assert h.tags(snap.snapshot_id)["env"] == "prod"
+    assert (request["tag:owner"], request["tag:env"], request["tag:snap"]) == ("ns-prod-team", "prod", "")
+    snap = h.snapshot(volume.volume_id, dict(SNAP), driver=driver)
+    tags = h.tags(snap.snapshot_id)
+    assert (tags["owner"], tags["env"], tags["snap"]) == ("", "prod", "NIGHTLY")  # each object its own fields
+    with pytest.raises(SystemExit):  # a template that names no field either kind has: refused at start
+        flags("--extra-tags", "owner={{ .Owner }}")
 
 
 def cluster_id_row(h: Harness) -> None:
