@@ -150,7 +150,7 @@ class Simulator:
         self.extras = extras.Extras(self.clock, self.zones, self.config.delays.snapshot)
         self._lock = threading.RLock()
         self._moto = _moto_ec2_app()
-        fasttags.install()  # moto's own get_tags is O(all tags) per resource
+        fasttags.install(self.account_id)  # moto's own get_tags is O(all tags) per resource
 
     # --- the request path ---------------------------------------------------------------------------
 
