@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "provisioner.cli.provision",
     "provisioner.cli.csi",
     "provisioner.cli.explain",
+    "provisioner.cli.doctor",
     "provisioner.cli.relocate",
     "provisioner.cli.translate",
     "provisioner.cli.demo",
