@@ -5,7 +5,8 @@ when a step is skipped or repeated at 3 a.m. This core runs it over the KubeApi 
 (:data:`~provisioner.relocate.journal.STEPS`), recording each on the source PV before and after it acts,
 so a crash anywhere is resumed (:meth:`Relocator.resume`) or undone (:mod:`.rollback`) from the cluster's
 own state. Every step is idempotent against that state: an EC2 object made just before a crash is found
-again by its tags (the new volume also by its ClientToken), a PV or claim by its relocation annotation.
+again by its tags (the new volume also by its ClientToken; see :mod:`.copies`), a PV or claim by its
+relocation annotation.
 
 Safety rules it keeps: nothing starts unless every precondition holds (:mod:`.plan`); the source PV is
 Retain before anything else; the data is fixed by the snapshot only while no pod uses the claim and the
@@ -28,24 +29,15 @@ from typing import TypeVar
 
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller.common import Waiter
-from provisioner.controller.tokens import client_token
-from provisioner.errors import (
-    AlreadyExists,
-    DeadlineExceeded,
-    FailedPrecondition,
-    Internal,
-    NotFound,
-    OperationInProgress,
-    Unavailable,
-)
-from provisioner.model import Snapshot, Volume, VolumeState, Zone
+from provisioner.errors import AlreadyExists, FailedPrecondition, NotFound
+from provisioner.model import Zone
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
 from provisioner.ports.kube import Kind, KubeAlreadyExists, KubeApi, KubeConflict, KubeNotFound, Obj
 from provisioner.provisioning.request import annotations_of
 from provisioner.provisioning.settings import FINALIZER
+from provisioner.relocate import copies, world
 from provisioner.relocate import objects as O
-from provisioner.relocate import world
 from provisioner.relocate.journal import (
     ANN_JOURNAL,
     ANN_RELOCATION_ID,
@@ -58,7 +50,6 @@ from provisioner.relocate.journal import (
     SNAPSHOT,
     STARTED,
     STEPS,
-    TAG_RELOCATION,
     VOLUME,
     Journal,
 )
@@ -195,8 +186,8 @@ class Relocator:
 
     def _forward(self, j: Journal) -> Outcome:
         steps: dict[str, Callable[[Journal], None]] = {
-            SNAPSHOT: self._snapshot,
-            VOLUME: self._volume,
+            SNAPSHOT: lambda j: copies.snapshot_step(self, j),
+            VOLUME: lambda j: copies.volume_step(self, j),
             PV: self._pv,
             CLAIM: self._claim,
             FINISH: self._finish,
@@ -225,143 +216,6 @@ class Relocator:
         )
         if why:
             raise FailedPrecondition(f"{why}: the data could still change, so this step is not taken")
-
-    # --- snapshot ---------------------------------------------------------------------------------------
-
-    def find_snapshot(self, j: Journal) -> Snapshot | None:
-        if j.snapshot_id:
-            with contextlib.suppress(NotFound):
-                return self.cloud.get_snapshot(j.snapshot_id)
-        found = self.cloud.find_snapshot_by_name(O.snapshot_name(j))
-        if found is not None and found.tags.get(TAG_RELOCATION) == j.id:
-            return found
-        return None
-
-    def _snapshot(self, j: Journal) -> None:
-        snap = self.find_snapshot(j)
-        if snap is not None and snap.snapshot_id != j.snapshot_id:
-            self.report.detail(f"found snapshot {snap.snapshot_id}, made before the interruption")
-        if snap is None:
-            self.at_rest(j)
-            try:
-                source = self.cloud.get_volume(j.source_volume)
-            except NotFound as e:
-                raise FailedPrecondition(f"the source volume {j.source_volume} no longer exists") from e
-            snap = self.cloud.create_snapshot(
-                j.source_volume,
-                O.snapshot_tags(source, j, self.driver),
-                f"zonal relocate {j.claim_ref} to {j.to_zone} ({j.id})",
-            )
-            self.report.detail(f"EC2 CreateSnapshot of {j.source_volume} → {snap.snapshot_id}")
-        if j.snapshot_id != snap.snapshot_id:
-            j.snapshot_id = snap.snapshot_id
-            self.save(j)
-        self._wait_snapshot(j, snap)
-
-    def _wait_snapshot(self, j: Journal, snap: Snapshot) -> None:
-        last = [snap]
-        label = f"snapshot {snap.snapshot_id}"
-
-        def completed() -> Snapshot | None:
-            current = self.cloud.get_snapshot(snap.snapshot_id)
-            last[0] = current
-            if current.state == "error":
-                with contextlib.suppress(NotFound):
-                    self.cloud.delete_snapshot(current.snapshot_id)
-                j.snapshot_id = ""
-                self.save(j)
-                raise Unavailable(
-                    f"EC2 failed {label} (state error) and it was deleted; --resume takes a new one"
-                )
-            self.report.progress(label, 100 if current.ready else current.progress)
-            return current if current.ready else None
-
-        self.report.progress(label, 100 if snap.ready else snap.progress)
-        if snap.ready:
-            return
-        try:
-            self.wait(self.settings.snapshot_timeout, completed, lambda: label)
-        except DeadlineExceeded as e:
-            raise DeadlineExceeded(
-                f"{label} is still {last[0].state} at {last[0].progress}% after "
-                f"{self.settings.snapshot_timeout:g} s; nothing is lost: --resume waits on"
-            ) from e
-
-    # --- the new volume ---------------------------------------------------------------------------------
-
-    def find_volume(self, j: Journal) -> Volume | None:
-        if j.volume_id:
-            with contextlib.suppress(NotFound):
-                volume = self.cloud.get_volume(j.volume_id)
-                if volume.state not in (VolumeState.DELETING, VolumeState.DELETED):
-                    return volume
-        found = self.cloud.find_volume_by_name(j.new_pv)
-        if found is None:
-            return None
-        if found.tags.get(TAG_RELOCATION) != j.id:
-            raise AlreadyExists(f"EC2 volume {found.volume_id} already carries the name {j.new_pv}, not ours")
-        return found
-
-    def _volume(self, j: Journal) -> None:
-        volume = self.find_volume(j)
-        if volume is not None and volume.volume_id != j.volume_id:
-            self.report.detail(f"found volume {volume.volume_id}, made before the interruption")
-        if volume is None:
-            volume = self._create_volume(j)
-        if j.volume_id != volume.volume_id:
-            j.volume_id = volume.volume_id
-            self.save(j)
-        if volume.zone != j.to_zone:  # never carry on with a volume outside the target zone
-            raise Internal(
-                f"EC2 made {volume.volume_id} in {volume.zone}, not {j.to_zone}; nothing was rebound"
-            )
-        volume_id = volume.volume_id
-
-        def settled() -> Volume | None:
-            current = self.cloud.get_volume(volume_id)
-            return None if current.state is VolumeState.CREATING else current
-
-        if volume.state is VolumeState.CREATING:
-            volume = self.wait(
-                self.settings.volume_timeout, settled, lambda: f"volume {volume_id} is still creating"
-            )
-        if volume.state is VolumeState.ERROR:
-            with contextlib.suppress(NotFound):
-                self.cloud.delete_volume(volume_id)
-            j.volume_id, j.volume_attempt = "", j.volume_attempt + 1
-            self.save(j)
-            raise Unavailable(
-                f"EC2 failed volume {volume_id} (state error) and it was deleted; --resume makes another"
-            )
-        self.report.detail(f"volume {volume_id} is {volume.state.value} in {volume.zone}")
-
-    def _create_volume(self, j: Journal) -> Volume:
-        try:
-            source = self.cloud.get_volume(j.source_volume)
-        except NotFound as e:
-            raise FailedPrecondition(f"the source volume {j.source_volume} no longer exists") from e
-        spec = O.restore_spec(source, j.snapshot_id, j, self.driver)
-        for _ in (1, 2):
-            token = client_token(f"relocate-{j.id}", j.volume_attempt)
-            try:
-                volume = self.cloud.create_volume(spec, j.to_zone, token)
-            except AlreadyExists as e:
-                found = self.cloud.find_volume_by_name(j.new_pv)
-                if found is not None and found.tags.get(TAG_RELOCATION) == j.id:
-                    return found
-                raise OperationInProgress(
-                    f"EC2 holds an earlier request of this relocation with other parameters ({e}); "
-                    "--resume in a minute"
-                ) from e
-            if volume.state not in (VolumeState.DELETING, VolumeState.DELETED):
-                self.report.detail(
-                    f"EC2 CreateVolume from {j.snapshot_id} in {j.to_zone} ({O.describe_spec(spec)}) "
-                    f"→ {volume.volume_id}"
-                )
-                return volume
-            j.volume_attempt += 1  # the token's volume was deleted since: a fresh token, once
-            self.save(j)
-        raise OperationInProgress(f"EC2 keeps answering with deleted volumes for {j.new_pv}; --resume later")
 
     # --- the new PV -------------------------------------------------------------------------------------
 

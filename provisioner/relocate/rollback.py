@@ -16,8 +16,8 @@ import contextlib
 from provisioner.errors import FailedPrecondition, NotFound
 from provisioner.ports.kube import Kind, KubeNotFound, Obj
 from provisioner.provisioning.request import annotations_of
+from provisioner.relocate import copies, world
 from provisioner.relocate import objects as O
-from provisioner.relocate import world
 from provisioner.relocate.core import Relocator
 from provisioner.relocate.journal import (
     ANN_JOURNAL,
@@ -154,7 +154,7 @@ def _pv(rel: Relocator, j: Journal) -> None:
 
 
 def _volume(rel: Relocator, j: Journal) -> None:
-    volume = rel.find_volume(j)
+    volume = copies.find_volume(rel, j)
     if volume is None:
         return
     attached = world.ec2_attachments(volume)
@@ -169,7 +169,7 @@ def _volume(rel: Relocator, j: Journal) -> None:
 
 
 def _snapshot(rel: Relocator, j: Journal) -> None:
-    snap = rel.find_snapshot(j)
+    snap = copies.find_snapshot(rel, j)
     if snap is None:
         return
     if j.snapshot_id != snap.snapshot_id:
