@@ -42,7 +42,7 @@ class Disk:
 
     def detach(self, volume_id: str, node: str) -> None:
         self.world.cloud.detach_volume(volume_id, self.world.instances[node])
-        self.world.clock.advance(5.0)  # EC2 finishes the detach
+        self.world.advance(5.0)  # EC2 finishes the detach
 
     def mount(self, device: str, name: str) -> Path:
         target = self.root / name
@@ -77,7 +77,7 @@ def write_data(disk: Disk) -> str:
     """Provision claim default/data in us-east-1b, format it, write the file, unmount and detach."""
     _, pv = provision(disk.world)
     volume_id = pv["spec"]["csi"]["volumeHandle"]
-    disk.world.clock.advance(5.0)
+    disk.world.advance(5.0)
     device = disk.attach(volume_id, "node-b")
     disk.mounter.format(device, "ext4", FormatOptions())
     target = disk.mount(device, "before")
@@ -95,7 +95,8 @@ def read_back(disk: Disk) -> str:
     device = disk.attach(volume_id, "node-c")  # EC2 refuses an attach across zones: this is the new zone
     target = disk.mount(device, "after")
     try:
-        return (target / "hello.txt").read_text()
+        text: str = (target / "hello.txt").read_text()
+        return text
     finally:
         disk.unmount(target)
         disk.detach(volume_id, "node-c")

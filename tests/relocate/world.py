@@ -104,6 +104,11 @@ class World:
     binder: PvController
     instances: dict[str, str] = field(default_factory=dict)
 
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock (EC2's transitions happen on it)."""
+        assert isinstance(self.clock, FakeClock)
+        self.clock.advance(seconds)
+
     def relocator(self, reporter: Reporter | None = None, **settings: float) -> Relocator:
         return Relocator(
             self.kube, self.cloud, self.clock, DriverConfig(DRIVER), RelocateSettings(**settings), reporter
