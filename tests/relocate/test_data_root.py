@@ -84,7 +84,7 @@ def write_data(disk: Disk) -> str:
     (target / "hello.txt").write_text(MESSAGE)
     disk.unmount(target)
     disk.detach(volume_id, "node-b")
-    return volume_id
+    return str(volume_id)
 
 
 def read_back(disk: Disk) -> str:
