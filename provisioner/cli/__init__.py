@@ -27,7 +27,7 @@ COMMAND_MODULES = (
     "provisioner.cli.doctor",
     "provisioner.cli.relocate",
     "provisioner.cli.translate",
-    "provisioner.cli.demo",
+    "provisioner.cli.embedded_entry",
 )
 
 

@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 
 from provisioner.aws.batcher import Batcher
-from provisioner.aws.sim import Delays, SimConfig, Simulator
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.errors import InvalidArgument, NotFound, Unavailable, ZonalError
 from provisioner.model import TAG_VOLUME_NAME, Instance, Volume
 from tests.scale.conftest import ZONE_A, ZONE_B, batched_cloud, calls
