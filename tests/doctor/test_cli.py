@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from provisioner.aws.sim import SimServer
 from provisioner.cli.doctor import register
-from provisioner.kube.fakeapi import FakeApiServer, kubeconfig_for
+from provisioner.embedded.ec2 import SimServer
+from provisioner.embedded.kube.fakeapi import FakeApiServer, kubeconfig_for
 from tests.doctor.test_findings import Cluster, cordon, healthy, pv_affinity, sc
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import Delays, SimConfig, Simulator
 from provisioner.config import CloudConfig
 from provisioner.doctor import findings as F
 from provisioner.doctor import run_doctor
 from provisioner.doctor.findings import DoctorReport, Severity
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.kube.client import KubeClient, k8s
-from provisioner.kube.memory import MemoryKube
 from provisioner.model import EBS_ZONE_KEY, LEGACY_ZONE_KEY, ZONE_KEY, VolumeSpec
 from provisioner.ports.cloud import Cloud
 from provisioner.ports.kube import Kind, KubeApi, Obj

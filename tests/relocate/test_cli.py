@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.aws.sim import Delays, SimServer
 from provisioner.cli.explain import build_kube
 from provisioner.cli.relocate import build_cloud, execute, register
-from provisioner.kube.fakeapi import FakeApiServer, kubeconfig_for
+from provisioner.embedded.ec2 import Delays, SimServer
+from provisioner.embedded.kube.fakeapi import FakeApiServer, kubeconfig_for
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.kube import Kind
 from provisioner.relocate.journal import journal_of

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.aws.sim import BackerHooks
+from provisioner.embedded.ec2 import BackerHooks
+from provisioner.embedded.loopback import LoopBacker
 from provisioner.mount.linux import LinuxMounter
-from provisioner.mount.loopback import LoopBacker
 from provisioner.ports.kube import Kind
 from provisioner.ports.node import FormatOptions
 from provisioner.relocate.plan import make_plan

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import Delays, SimConfig, Simulator
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.kube.client import KubeClient, k8s
-from provisioner.kube.memory import MemoryKube
 from provisioner.model import VolumeSpec
 from provisioner.ports.kube import Kind, KubeApi, KubeConflict
 from tests.fakes.clock import FakeClock

@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import Delays, SimConfig, Simulator, VolumeHooks
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import ControllerCore
-from provisioner.kube.binder import PvController
-from provisioner.kube.memory import MemoryKube
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator, VolumeHooks
+from provisioner.embedded.kube.controllers import PvController
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.model import EBS_ZONE_KEY, TAG_ZONAL_DRIVER, ZONE_KEY, Snapshot, TopologyRequirement, Volume
 from provisioner.ports.clock import Clock
 from provisioner.ports.kube import (

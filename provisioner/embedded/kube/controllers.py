@@ -5,8 +5,8 @@ Why it exists: a real cluster binds a pre-bound claim to its PV, releases a PV w
 ``kubernetes.io/pvc-protection`` to claims and removes it once no pod uses a terminating claim.
 ``zonal relocate`` depends on each of these (it deletes a claim and creates it again pre-bound), so the
 embedded world must behave the same. :meth:`PvController.sync` makes one pass over the objects;
-:meth:`PvController.run` repeats it in a thread. It works on :class:`~provisioner.kube.memory.MemoryKube`
-only and decides nothing a real controller would not.
+:meth:`PvController.run` repeats it in a thread. It works on
+:class:`~provisioner.embedded.kube.memory.MemoryKube` only and decides nothing a real controller would not.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from provisioner.kube.memory import MemoryKube
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.ports.kube import Kind, KubeConflict, KubeNotFound, Obj
 
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
