@@ -115,9 +115,10 @@ def _at_risk(cluster: Cluster, pv: Obj, info: VolumeInfo) -> Finding | None:
         if z not in info.zones and cluster.usable_nodes(info.driver, z, tolerations)
     ]
     if targets:
+        others = f" (or {', '.join(targets[1:])})" if len(targets) > 1 else ""
         remedy = (
             f"uncordon or add a node in {zones}, or move the data: zonal relocate pvc {namespace}/{claim} "
-            f"--to-zone {targets[0]} (scale its pods down first)"
+            f"--to-zone {targets[0]}{others} (scale its pods down first)"
         )
     else:
         remedy = f"uncordon or add a node running {info.driver} in {zones}"

@@ -62,7 +62,7 @@ STEP_TITLES = {
     VOLUME: "create the new volume in the target zone",
     PV: "create the new PV",
     CLAIM: "rebind the claim",
-    FINISH: "finish",
+    FINISH: "the new PV takes the reclaim policy; deletions only if asked",
 }
 
 
@@ -135,8 +135,14 @@ class Relocator:
             self.report.step(FINISH, f"the relocation of {j.claim_ref} to {j.to_zone} is already finished")
             return Outcome(j, "already-done", self._leftovers(j))
         if j.finished:
+            self.report.detail(
+                f"the relocation {j.id} of {j.claim_ref} is finished; now the deletions asked for"
+            )
             j.step, j.state = FINISH, STARTED  # run the finish step again for the deletions asked now
-        self.report.detail(f"resuming the relocation {j.id} of {j.claim_ref} to {j.to_zone} at {j.where()}")
+        else:
+            self.report.detail(
+                f"resuming the relocation {j.id} of {j.claim_ref} to {j.to_zone} at {j.where()}"
+            )
         return self._forward(j)
 
     # --- the journal ------------------------------------------------------------------------------------
