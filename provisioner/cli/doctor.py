@@ -30,7 +30,9 @@ from provisioner.cli.explain import (
     build_explain_cloud,
     build_kube,
     one_line,
+    quiet_unless_verbose,
 )
+from provisioner.cli.logs import add_logging_args
 from provisioner.config import DEFAULT_DRIVER_NAME
 from provisioner.doctor import DoctorReport, Severity, run_doctor
 from provisioner.errors import ZonalError
@@ -75,10 +77,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "-o", "--output", choices=OUTPUTS, default="table", help="output format (default table)"
     )
+    add_logging_args(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_unless_verbose(args)
     return execute(args, build_kube, build_explain_cloud, sys.stdout, sys.stderr)
 
 

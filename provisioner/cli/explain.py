@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import logging
 import os
 import socket
 import sys
@@ -175,7 +176,14 @@ def bounded(timeout: float) -> Iterator[Callable[[KubeApi], KubeApi]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_unless_verbose(args)
     return execute(args, build_kube, build_explain_cloud, sys.stdout, sys.stderr)
+
+
+def quiet_unless_verbose(args: argparse.Namespace) -> None:
+    """The report is the output: zonal's own start-up lines (which endpoint, which region) only with -v."""
+    if not getattr(args, "verbosity", 0):
+        logging.getLogger("zonal").setLevel(logging.WARNING)
 
 
 def execute(

@@ -21,7 +21,15 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from provisioner.cli import CliError
-from provisioner.cli.explain import bounded, build_kube, one_line, parse_target, tool_cloud
+from provisioner.cli.explain import (
+    bounded,
+    build_kube,
+    one_line,
+    parse_target,
+    quiet_unless_verbose,
+    tool_cloud,
+)
+from provisioner.cli.logs import add_logging_args
 from provisioner.config import DEFAULT_DRIVER_NAME, DriverConfig
 from provisioner.errors import ZonalError
 from provisioner.ports.clock import SystemClock
@@ -86,6 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="seconds to wait for the new volume, the claim's deletion and its binding (default 300)",
     )
     sub.add_argument("-o", "--output", choices=("text", "json"), default="text", help="output format")
+    add_logging_args(sub)
     sub.set_defaults(func=run)
 
 
@@ -97,6 +106,7 @@ def build_cloud(args: argparse.Namespace) -> Cloud:
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_unless_verbose(args)
     return execute(args, build_kube, build_cloud, sys.stdout, sys.stderr)
 
 

@@ -52,6 +52,7 @@ from provisioner.relocate.journal import (
     STEPS,
     VOLUME,
     Journal,
+    journal_of,
 )
 from provisioner.relocate.report import Outcome, Plan, Reporter, SilentReporter
 
@@ -166,7 +167,10 @@ class Relocator:
         self.report.step(RETAIN, STEP_TITLES[RETAIN])
         claim = self.kube.get(Kind.CLAIM, j.claim, j.namespace)
         pv = self.kube.get(Kind.PV, j.source_pv)
-        if str(claim["metadata"].get("uid") or "") != j.claim_uid or annotations_of(pv).get(ANN_JOURNAL):
+        earlier = journal_of(pv)  # a finished one (this PV was made by an earlier relocation) is replaced
+        if str(claim["metadata"].get("uid") or "") != j.claim_uid or (
+            earlier is not None and not earlier.finished
+        ):
             raise FailedPrecondition(
                 f"claim {j.claim_ref} or PV {j.source_pv} changed since the plan; run again"
             )
@@ -379,12 +383,12 @@ class Relocator:
         out = []
         if not j.delete_source:
             out.append(
-                f"PV {j.source_pv} (Retain) and EBS volume {j.source_volume} in {j.from_zone} are kept; "
-                f"once the data is checked: zonal relocate pvc {j.claim_ref} --resume --delete-source"
+                f"PV {j.source_pv} (Retain) and EBS volume {j.source_volume} in {j.from_zone}; once the data "
+                f"is checked: zonal relocate pvc {j.claim_ref} --resume --delete-source"
             )
         if not j.delete_snapshot and j.snapshot_id:
             out.append(
-                f"snapshot {j.snapshot_id} is kept; zonal relocate pvc {j.claim_ref} --resume "
-                "--delete-snapshot deletes it"
+                f"snapshot {j.snapshot_id}; when no longer wanted: zonal relocate pvc {j.claim_ref} --resume "
+                "--delete-snapshot"
             )
         return out

@@ -146,6 +146,7 @@ def _new_pv_retained(rel: Relocator, j: Journal) -> Obj | None:
 
 def _pv(rel: Relocator, j: Journal) -> None:
     if _new_pv_retained(rel, j) is None:
+        rel.report.detail(f"no PV {j.new_pv} was made")
         return
     # Retain, so deleting the object never deletes a volume (the volume step deletes it, checked).
     with contextlib.suppress(KubeNotFound):
@@ -156,6 +157,7 @@ def _pv(rel: Relocator, j: Journal) -> None:
 def _volume(rel: Relocator, j: Journal) -> None:
     volume = copies.find_volume(rel, j)
     if volume is None:
+        rel.report.detail("no new volume was made")
         return
     attached = world.ec2_attachments(volume)
     if attached:
@@ -171,6 +173,7 @@ def _volume(rel: Relocator, j: Journal) -> None:
 def _snapshot(rel: Relocator, j: Journal) -> None:
     snap = copies.find_snapshot(rel, j)
     if snap is None:
+        rel.report.detail("no snapshot was taken")
         return
     if j.snapshot_id != snap.snapshot_id:
         j.snapshot_id = snap.snapshot_id

@@ -14,6 +14,7 @@ from provisioner.relocate.core import Relocator
 from provisioner.relocate.journal import ANN_JOURNAL, ANN_RELOCATION_ID, ANN_SAVED_CLAIM, journal_of
 from provisioner.relocate.plan import make_plan
 from provisioner.relocate.report import FAIL, Plan
+from provisioner.relocate.rollback import rollback
 from tests.relocate.world import DRIVER, World, make_world, provision
 
 
@@ -206,3 +207,20 @@ def test_the_journal_and_saved_claim_are_on_the_source_pv_while_it_runs(world: W
     assert j is not None and j.reclaim_policy == "Delete" and j.step == "retain" and j.state == "done"
     assert [h["state"] for h in j.history] == ["started", "done"]
     assert DRIVER in pv["spec"]["csi"]["driver"]
+
+
+def test_a_relocated_claim_moves_again_and_that_move_rolls_back(world: World) -> None:
+    rel, plan = plan_for(world)
+    first = rel.start(plan, delete_source=True, delete_snapshot=True).journal
+    again, plan2 = plan_for(world, "us-east-1a")
+    assert plan2.ok, plan2.checks
+    assert plan2.journal is not None and plan2.journal.source_pv == first.new_pv
+    again._begin(plan2.journal)  # then the process dies: only the retain step was taken
+    outcome = rollback(world.relocator(), "default", "data")
+    assert outcome.result == "rolled-back"
+    claim = world.claim()
+    assert claim["spec"]["volumeName"] == first.new_pv and claim["status"]["phase"] == "Bound"
+    assert [v.zone for v in world.volumes()] == ["us-east-1c"]
+    second = world.relocator().start(plan_for(world, "us-east-1a")[1])
+    assert second.result == "relocated" and world.claim()["spec"]["volumeName"] == second.journal.new_pv
+    assert sorted(v.zone for v in world.volumes()) == ["us-east-1a", "us-east-1c"]

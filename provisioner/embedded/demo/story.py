@@ -418,9 +418,12 @@ class Demo:
         ui.title("Left running for exploration (Ctrl-C to clean up and stop)")
         ui.info(f"In another shell, first: . {env_file}   (it exports the following)")
         ui.info("export " + " ".join(f"{k}={v}" for k, v in env.items()))
-        ui.info("zonal explain pvc default/data                          # the EBS zone as EC2 reports it")
-        ui.info("zonal doctor                                            # every zone problem of the cluster")
-        ui.info(f"zonal relocate pvc default/data --to-zone {ZONES[2]}  # move the data to another zone")
+        for command, what in (
+            ("zonal explain pvc default/data", "the EBS zone as EC2 reports it"),
+            ("zonal doctor", "every zone problem of the cluster"),
+            (f"zonal relocate pvc default/data --to-zone {ZONES[2]}", "move the data to another zone"),
+        ):
+            ui.info(f"{command:<55} # {what}")
         ui.info(f"zonal csi --endpoint unix://{self.socket} list-volumes")
         ui.info("kubectl get pv -o yaml")
         stop = threading.Event()
