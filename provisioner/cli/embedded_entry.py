@@ -3,14 +3,17 @@
 
 Flags and help are registered here so ``zonal demo --help`` and ``zonal all --help`` work without the
 embedded package being imported; the package (and moto with it) is imported only when a demo or an
-embedded cloud is run. This module must not import :mod:`provisioner.embedded` at module level.
+embedded cloud is run. It needs the ``embedded`` extra; without it the run stops with one line saying
+which extra to install. This module must not import :mod:`provisioner.embedded` at module level.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 from typing import TYPE_CHECKING
 
+from provisioner.cli import CliError
 from provisioner.cli.logs import add_logging_args
 
 if TYPE_CHECKING:
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from provisioner.embedded.cloud import EmbeddedCloud
 
 DEFAULT_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
+
+EXTRA = "zonal[embedded]"
 
 DEMO_DESCRIPTION = "``zonal demo``: the whole zone story on one machine, no AWS account and no cluster."
 
@@ -48,7 +53,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=run_demo)
 
 
+def require_extra(what: str) -> None:
+    """Raise a one-line :class:`CliError` naming the extra when the embedded world cannot be imported."""
+    try:
+        # moto (and, through the simulator, moto's server) is what the extra exists to bring.
+        importlib.import_module("moto")
+        importlib.import_module("provisioner.embedded.ec2")
+    except ModuleNotFoundError as e:
+        if (e.name or "").partition(".")[0] == "provisioner":
+            raise
+        raise CliError(
+            f"{what} needs the embedded extra ({e.name} is not installed): pip install '{EXTRA}'"
+        ) from e
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    require_extra("zonal demo")
     from provisioner.embedded.demo import story
 
     return story.run(args)
@@ -82,6 +102,7 @@ def build_embedded(
     metrics: Ec2Observer | None,
 ) -> EmbeddedCloud:
     """:func:`provisioner.embedded.cloud.build_embedded`, imported when first called."""
+    require_extra("--cloud embedded")
     from provisioner.embedded.cloud import build_embedded as build
 
     return build(region, zones, node_zone, state_dir=state_dir, fast=fast, metrics=metrics)

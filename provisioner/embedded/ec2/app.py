@@ -148,7 +148,7 @@ class Simulator:
         self._life = Lifecycle(self.clock, self.config.delays, self._chance, self.zones)
         self._lock = threading.RLock()
         self._moto = _moto_ec2_app()
-        fasttags.install()  # moto's own get_tags is O(all tags) per resource
+        fasttags.install(self.account_id)  # moto's own get_tags is O(all tags) per resource
 
     # --- the request path ---------------------------------------------------------------------------
 
