@@ -169,6 +169,7 @@ class Snapshot:
     state: str  # pending | completed | error
     created_at: float = 0.0  # epoch seconds
     tags: Mapping[str, str] = field(default_factory=dict)
+    progress: int = 0  # percent EC2 reports done (``Progress``); 100 once completed
 
     @property
     def ready(self) -> bool:

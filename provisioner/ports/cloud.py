@@ -8,7 +8,7 @@ retries) and :class:`~provisioner.errors.PermissionDenied`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -64,6 +64,11 @@ class Cloud(Protocol):
         """Raises NotFound for an unknown or malformed id."""
         ...
 
+    def describe_volumes(self, volume_ids: Iterable[str]) -> Mapping[str, Volume]:
+        """The volumes among ``volume_ids`` that exist, by id; unknown or malformed ids are just absent
+        (one call for many volumes, for cluster-wide checks)."""
+        ...
+
     def find_volume_by_name(self, name: str) -> Volume | None:
         """The non-deleted volume tagged ``CSIVolumeName=name``, if any (oldest first if several)."""
         ...
@@ -78,6 +83,10 @@ class Cloud(Protocol):
 
     def get_instance(self, instance_id: str) -> Instance:
         """Raises NotFound for an unknown or malformed instance id."""
+        ...
+
+    def describe_instances(self, instance_ids: Iterable[str]) -> Mapping[str, Instance]:
+        """The instances among ``instance_ids`` that exist, by id; unknown or malformed ids are absent."""
         ...
 
     def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:

@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -271,6 +271,17 @@ class FakeCloud(FakeCloudExtras):
             devices = {d: vid for d, vid in inst.instance.block_devices.items() if d != a.device}
             inst.instance = dataclasses.replace(inst.instance, block_devices=devices)
 
+    def describe_volumes(self, volume_ids: Iterable[str]) -> dict[str, Volume]:
+        self._enter("describe_volumes")
+        with self._lock:
+            found: dict[str, Volume] = {}
+            for volume_id in volume_ids:
+                entry = self.volumes.get(volume_id)
+                if entry is not None:
+                    self._advance(entry)
+                    found[volume_id] = entry.volume
+            return found
+
     def find_volume_by_name(self, name: str) -> Volume | None:
         self._enter("find_volume_by_name")
         with self._lock:
@@ -308,6 +319,11 @@ class FakeCloud(FakeCloudExtras):
         if inst is None:
             raise errors.NotFound(f"instance {instance_id} not found")
         return inst
+
+    def describe_instances(self, instance_ids: Iterable[str]) -> dict[str, Instance]:
+        self._enter("describe_instances")
+        with self._lock:
+            return {i: self.instances[i].instance for i in instance_ids if i in self.instances}
 
     def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
         self._enter("attach_volume")
@@ -372,7 +388,13 @@ class FakeCloud(FakeCloudExtras):
             v = self._volume(volume_id).volume
             state = "pending" if self.snapshot_polls > 0 else "completed"
             snap = Snapshot(
-                f"snap-{next(self._ids):017x}", volume_id, v.size_gib, state, self._now(), dict(tags)
+                f"snap-{next(self._ids):017x}",
+                volume_id,
+                v.size_gib,
+                state,
+                self._now(),
+                dict(tags),
+                progress=0 if self.snapshot_polls > 0 else 100,
             )
             self.snapshots[snap.snapshot_id] = snap
             return snap
@@ -383,7 +405,10 @@ class FakeCloud(FakeCloudExtras):
             return snap
         n = self._snap_polls[snap.snapshot_id] = self._snap_polls.get(snap.snapshot_id, 0) + 1
         if n >= self.snapshot_polls:
-            snap = self.snapshots[snap.snapshot_id] = dataclasses.replace(snap, state="completed")
+            snap = dataclasses.replace(snap, state="completed", progress=100)
+        else:
+            snap = dataclasses.replace(snap, progress=100 * n // self.snapshot_polls)
+        self.snapshots[snap.snapshot_id] = snap
         return snap
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
