@@ -140,7 +140,7 @@ def test_node_verbs(capsys: Cap, driver: Driver) -> None:
     assert f"{ZONE_KEY}=us-east-1b" in shown["accessible_topology"].split(",")
 
     staging, target = "/var/lib/kubelet/staging/x", "/var/lib/kubelet/pods/p/mount"
-    driver.mounter.make_dir(staging)
+    driver.mounter.add_dirs(staging)
     pc = ("--publish-context", "devicePath=/dev/xvdba")
     steps = [
         ("stage", STAGED_VOL, "--staging-path", staging, *pc),
@@ -157,7 +157,7 @@ def test_node_verbs(capsys: Cap, driver: Driver) -> None:
     assert outputs[0]["staged"] == "true"
     assert driver.mounter.calls[0] == ("format", "/dev/nvme1n1", "ext4")
     assert outputs[2]["total_bytes"] == "10737418240 (10Gi)" and outputs[2]["used_inodes"] == "10"
-    assert driver.mounter.mounts == []
+    assert driver.mounter.table == []
 
 
 def test_snapshot_verbs(capsys: Cap, driver: Driver) -> None:
