@@ -48,6 +48,7 @@ VOLUME_SIZE_KEY = "volumeSizeBytes"
 NVME_BY_ID_PREFIX = "disk/by-id/nvme-Amazon_Elastic_Block_Store_"
 PROBE_TIMEOUT = 30.0
 _VOLUME_ID_RE = re.compile(r"^vol-[0-9a-zA-Z]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _MAX_SCAN = 4096  # block devices looked at in one scan of /sys/block
 
 
@@ -96,7 +97,13 @@ class SysfsDeviceResolver:
         return path.startswith(self.dev_root + "/")
 
     def _hint(self, given: str) -> list[str]:
-        if not given.startswith("/") or ".." in given.split("/") or not self._under_dev(given):
+        if (
+            not given.startswith("/")
+            or ".." in given.split("/")
+            or not self._under_dev(given)
+            or _CONTROL.search(given)
+            or len(given) > 1024
+        ):
             raise InvalidArgument(
                 f"publish_context {DEVICE_PATH_KEY} {shown(given)} must be an absolute path under "
                 f"{self.dev_root}"

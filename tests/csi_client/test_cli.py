@@ -83,7 +83,8 @@ def test_publish_list_get_unpublish_delete(capsys: Cap, driver: Driver) -> None:
     vol = str(create(capsys, driver.endpoint, "--size", "4Gi", "--zone", "us-east-1b")["volume_id"])
     run = zonal_csi(capsys, *ep, "publish", vol, "--node-id", NODE)
     assert run.code == 0, run.err
-    assert lines(run.out)["publish_context"].startswith("devicePath=/dev/xvd")
+    context = dict(pair.split("=", 1) for pair in lines(run.out)["publish_context"].split(","))
+    assert context["devicePath"].startswith("/dev/xvd") and context["volumeSizeBytes"] == str(4 * 1024**3)
 
     got = json.loads(zonal_csi(capsys, *ep, "-o", "json", "get-volume", vol).out)
     assert got["published_node_ids"] == [NODE] and got["capacity_bytes"] == 4 << 30

@@ -1,5 +1,6 @@
-"""Device identity over a fake /dev and /sys tree (root: the device nodes are real ``mknod`` nodes, with
-a major number no driver has, so nothing can ever be opened through them); the mount adapter's helpers.
+"""Device identity over a fake /dev and /sys tree (tests.node.loopkit.Tree; root: the device nodes are
+real ``mknod`` nodes with a major number no driver has, so nothing can ever be opened through them);
+the mount adapter's helpers.
 """
 
 from __future__ import annotations
@@ -12,13 +13,13 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound
 from provisioner.mount.devices import (
-    NVME_BY_ID_PREFIX,
     VOLUME_SIZE_KEY,
     SysfsDeviceResolver,
     normalize_serial,
 )
 from provisioner.mount.linux import ext_args, parse_mountinfo, xfs_args
 from provisioner.ports.node import FormatOptions
+from tests.node.loopkit import FAKE_MAJOR, GIB_SECTORS, Tree
 
 pytestmark = [
     pytest.mark.root,
@@ -27,80 +28,6 @@ pytestmark = [
 
 VOL = "vol-0123456789abcdef0"
 SERIAL = "vol0123456789abcdef0"
-FAKE_MAJOR = 240  # "local/experimental use": no driver answers it, so the nodes open nothing
-GIB_SECTORS = 2 * 1024 * 1024
-
-
-def _unused_major() -> int:
-    majors = {line.split()[0] for line in Path("/proc/devices").read_text().splitlines() if line[:1] == " "}
-    assert str(FAKE_MAJOR) not in majors, "pick another fake major: 240 is in use here"
-    return FAKE_MAJOR
-
-
-class Tree:
-    """A fake /dev and /sys: block nodes with a dead major, serials where the kernel puts them."""
-
-    def __init__(self, root: Path, loop_dirs: tuple[str, ...] | None = None) -> None:
-        self.root = root
-        self.dev, self.sys = root / "dev", root / "sys"
-        self.dev.mkdir()
-        (self.sys / "block").mkdir(parents=True)
-        (self.sys / "dev" / "block").mkdir(parents=True)
-        self.major = _unused_major()
-        self.minor = 0
-        self.resolver = SysfsDeviceResolver(
-            str(self.dev), str(self.sys), loop_dirs=loop_dirs, use_nvme_cli=False
-        )
-
-    def disk(
-        self,
-        name: str,
-        serial: str = "",
-        virtio_serial: str = "",
-        backing: str = "",
-        sectors: int = GIB_SECTORS,
-        partitions: tuple[str, ...] = (),
-        holders: tuple[str, ...] = (),
-    ) -> str:
-        number = self._node(name, stat.S_IFBLK)
-        block = self.sys / "block" / name
-        block.mkdir()
-        (block / "size").write_text(f"{sectors}\n")
-        (block / "dev").write_text(number + "\n")
-        (self.sys / "dev" / "block" / number).symlink_to(block)
-        if serial:
-            (block / "device").mkdir()
-            (block / "device" / "serial").write_text(serial + "   \n")
-        if virtio_serial:
-            (block / "serial").write_text(virtio_serial + "\n")
-        if backing:
-            (block / "loop").mkdir()
-            (block / "loop" / "backing_file").write_text(backing + "\n")
-        (block / "holders").mkdir()
-        for holder in holders:
-            (block / "holders" / holder).mkdir()
-        for part in partitions:
-            pnum = self._node(part, stat.S_IFBLK)
-            (block / part).mkdir()
-            (block / part / "partition").write_text("1\n")
-            (block / part / "dev").write_text(pnum + "\n")
-            (self.sys / "dev" / "block" / pnum).symlink_to(block / part)
-        return str(self.dev / name)
-
-    def _node(self, name: str, kind: int) -> str:
-        self.minor += 1
-        os.mknod(self.dev / name, kind | 0o600, os.makedev(self.major, self.minor))
-        return f"{self.major}:{self.minor}"
-
-    def by_id(self, volume_id: str, target: str) -> str:
-        link = self.dev / (NVME_BY_ID_PREFIX + volume_id.replace("-", ""))
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(target, link.parent))
-        return str(link)
-
-    def xen(self) -> None:
-        (self.sys / "hypervisor").mkdir()
-        (self.sys / "hypervisor" / "type").write_text("xen\n")
 
 
 @pytest.fixture
@@ -220,7 +147,7 @@ def test_nothing_found_is_not_found(tree: Tree) -> None:
         tree.resolver.resolve("fake-vol-id", {})
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "dev/xvdf", "{dev}/../etc/passwd", "/devious"])
+@pytest.mark.parametrize("path", ["/etc/passwd", "dev/xvdf", "{dev}/../etc/passwd", "/devious", "{dev}/a\0b"])
 def test_device_path_outside_dev_is_invalid(tree: Tree, path: str) -> None:
     with pytest.raises(InvalidArgument):
         tree.resolver.resolve(VOL, {"devicePath": path.format(dev=tree.dev)})

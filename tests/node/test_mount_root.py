@@ -1,13 +1,12 @@
 """NodeCore over the real Linux mounter and real loop devices (root only).
 
-Each test backs volumes with LoopBacker in its tmp_path; the fixture unmounts everything under
-tmp_path and releases every loop device afterwards, even when the test fails.
+Each test backs volumes with LoopBacker in its tmp_path (tests.node.loopkit); the fixture unmounts
+everything under tmp_path and releases every loop device afterwards, even when the test fails.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import stat
@@ -19,13 +18,8 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, NotFound
 from provisioner.model import AccessMode, AccessType, VolumeCapability
-from provisioner.mount.devices import SysfsDeviceResolver
-from provisioner.mount.linux import LinuxMounter, parse_mountinfo, run
-from provisioner.mount.loopback import LoopBacker
-from provisioner.mount.state import FileNodeState
-from provisioner.node import NodeConfig, NodeCore
-from provisioner.ports.clock import SystemClock
-from provisioner.ports.node import FormatOptions, MountInfo, NodeMetadata
+from provisioner.ports.node import FormatOptions, MountInfo
+from tests.node.loopkit import Kit, mountinfo
 
 pytestmark = [
     pytest.mark.root,
@@ -38,31 +32,7 @@ XFS = VolumeCapability(AccessType.MOUNT, AccessMode.SINGLE_NODE_WRITER, fs_type=
 BLOCK = VolumeCapability(AccessType.BLOCK, AccessMode.SINGLE_NODE_WRITER)
 
 
-class Rig:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.backer = LoopBacker(root / "loops")
-        self.volumes: list[str] = []
-        self.mounter = LinuxMounter()
-        self.state = FileNodeState(root / "state")
-        self.core = NodeCore(
-            self.mounter,
-            SysfsDeviceResolver(loop_dirs=(str(root / "loops"),)),
-            NodeMetadata(instance_id="i-test", zone="local-1a"),
-            NodeConfig(),
-            SystemClock(),
-            logging.getLogger("test.node"),
-            state=self.state,
-        )
-
-    def volume(self, size: int = 64 * MIB) -> tuple[str, str]:
-        volume_id = f"vol-{uuid.uuid4().hex[:17]}"
-        self.volumes.append(volume_id)
-        return volume_id, self.backer.back(volume_id, size)
-
-    def path(self, name: str) -> str:
-        return str(self.root / name)
-
+class Rig(Kit):
     def stage(self, volume_id: str, device: str, cap: VolumeCapability = EXT4, staging: str = "") -> str:
         staging = staging or self.path(f"staging-{volume_id}")
         self.core.stage(volume_id, staging, cap, {"devicePath": device}, {})
@@ -72,15 +42,7 @@ class Rig:
         return self.mounter.inspect(path).top
 
     def mounts_at(self, path: str) -> int:
-        return sum(1 for m in parse_mountinfo(Path("/proc/self/mountinfo").read_text()) if m.target == path)
-
-    def cleanup(self) -> None:
-        prefix = str(self.root) + "/"
-        for m in reversed(parse_mountinfo(Path("/proc/self/mountinfo").read_text())):
-            if m.target.startswith(prefix):
-                run(["umount", "-l", m.target], 30)
-        for volume_id in self.volumes:
-            self.backer.release(volume_id)
+        return sum(1 for m in mountinfo() if m.target == path)
 
 
 @pytest.fixture
