@@ -102,6 +102,14 @@ def xfs_args(o: FormatOptions) -> list[str]:
     return args
 
 
+def brief(text: str, lines: int = 3, limit: int = 300) -> str:
+    """The first lines of a command's stderr for a message (mkfs prints its whole usage on errors)."""
+    kept = "; ".join(line.strip() for line in text.splitlines() if line.strip())
+    head = "; ".join([line.strip() for line in text.splitlines() if line.strip()][:lines])
+    short = head if len(head) < len(kept) else kept
+    return short if len(short) <= limit else short[:limit] + "…"
+
+
 def _checked(
     cmd: Sequence[str],
     timeout: float,
@@ -112,7 +120,7 @@ def _checked(
     try:
         return run(cmd, timeout, ok_codes, pass_fds).stdout
     except CommandFailed as e:
-        raise FailedPrecondition(f"{what} failed: {e.stderr or e.message}") from e
+        raise FailedPrecondition(f"{what} failed: {brief(e.stderr or e.message)}") from e
 
 
 def _path_errors(path: str, e: OSError) -> FailedPrecondition:
@@ -194,11 +202,11 @@ class LinuxMounter:
             proc = run(["blkid", "-p", "-o", "export", device], PROBE_TIMEOUT, ok_codes=(0, 2))
         except CommandFailed as e:
             raise FailedPrecondition(
-                f"cannot tell what {device} holds: blkid: {e.stderr or e.message}"
+                f"cannot tell what {device} holds: blkid: {brief(e.stderr or e.message)}"
             ) from e
         if proc.returncode == 2:
             if proc.stderr.strip():
-                raise FailedPrecondition(f"cannot tell what {device} holds: blkid: {proc.stderr.strip()}")
+                raise FailedPrecondition(f"cannot tell what {device} holds: blkid: {brief(proc.stderr)}")
             return ""
         values = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
         if values.get("TYPE"):
@@ -283,7 +291,9 @@ class LinuxMounter:
                 hint = (
                     " (online ext resize needs CAP_SYS_RESOURCE)" if "Permission denied" in e.stderr else ""
                 )
-                raise FailedPrecondition(f"resize2fs {device} failed: {e.stderr or e.message}{hint}") from e
+                raise FailedPrecondition(
+                    f"resize2fs {device} failed: {brief(e.stderr or e.message)}{hint}"
+                ) from e
         elif fs_type == "xfs" and mount_path:
             _checked(["xfs_growfs", "-d", mount_path], RESIZE_TIMEOUT, f"xfs_growfs {mount_path}")
         else:

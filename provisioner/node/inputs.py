@@ -207,6 +207,12 @@ def format_options(fs: str, volume_context: Mapping[str, str]) -> FormatOptions:
             if fs != "ext4":
                 raise InvalidArgument(f"volume_context {_BIGALLOC_KEY} cannot be used with fs type {fs}")
             values["ext4_bigalloc"] = True
+    inode_size, block_size = values.get("inode_size"), values.get("block_size")
+    if fs == "xfs" and inode_size and not 512 <= int(inode_size) <= 2048:
+        # mkfs.xfs (v5, with metadata checksums) takes 512-2048-byte inodes.
+        raise InvalidArgument(f"volume_context inodesize must be 512-2048 for xfs, not {inode_size}")
+    if fs != "xfs" and inode_size and int(inode_size) > int(block_size or 4096):
+        raise InvalidArgument(f"volume_context inodesize {inode_size} is larger than the block size")
     if "ext4_cluster_size" in values and not values.get("ext4_bigalloc"):
         raise InvalidArgument("volume_context ext4clustersize needs ext4bigalloc=true")
     return FormatOptions(**values)  # type: ignore[arg-type]
