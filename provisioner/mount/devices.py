@@ -287,13 +287,3 @@ def _listdir(path: Path) -> list[str]:
 
 def _int(text: str) -> int:
     return int(text) if text.isascii() and text.isdigit() else 0
-
-
-def read_serial(device: str, sys_root: str = "/sys") -> str:
-    """The serial sysfs reports for ``device`` (loop devices: the backing file's name), or ``""``."""
-    name = os.path.basename(os.path.realpath(device))
-    block = Path(sys_root) / "block" / name
-    backing = SysfsDeviceResolver._backing_file(block)
-    if backing:
-        return os.path.basename(backing.removesuffix(" (deleted)"))
-    return SysfsDeviceResolver._sysfs_serial(block)

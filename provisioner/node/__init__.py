@@ -1,8 +1,10 @@
 """The CSI Node service's core: rules over the node ports, no I/O of its own.
 
-:mod:`.core` (:class:`NodeCore`: stage, publish, their inverses, stats, expand), :mod:`.inputs` (what
-a client may send, checked before anything runs), :mod:`.model` (settings, answers, the in-flight
-guard) and :mod:`.state` (the node state kept in memory, for embedded use and tests).
+:mod:`.core` (:class:`NodeCore`: stage, publish, their inverses, stats, expand), :mod:`.custody`
+(proof that a path holds this volume and a device is free; taking back what zonal created),
+:mod:`.inputs` (what a client may send, checked before anything runs), :mod:`.model` (settings,
+answers, the in-flight guard) and :mod:`.state` (the node state kept in memory, for embedded use and
+tests).
 """
 
 from provisioner.node.core import NodeCore

@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import posixpath
 from collections.abc import Mapping
-from dataclasses import dataclass
 
-from provisioner.errors import AlreadyExists, FailedPrecondition, NotFound, ZonalError
+from provisioner.errors import AlreadyExists, FailedPrecondition
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, AccessType, VolumeCapability
 from provisioner.node import inputs
+from provisioner.node.custody import UNREACHABLE, Custody, unreachable
 from provisioner.node.model import InFlight, NodeCapability, NodeConfig, NodeInfo, VolumeStats
 from provisioner.node.state import MemoryNodeState
 from provisioner.node_metadata import max_volumes
@@ -39,30 +39,11 @@ from provisioner.ports.node import (
     NodeState,
     PathKind,
     PathRecord,
-    PathState,
 )
 
 # ext3/ext4 grow before mounting at stage (no online-resize privilege needed, nothing writing);
 # xfs grows only while mounted.
 _OFFLINE_GROWABLE = frozenset({"ext3", "ext4"})
-_UNREACHABLE = (PathKind.BLOCKED, PathKind.SYMLINK)
-
-
-@dataclass(frozen=True)
-class _Ownership:
-    """The device numbers that are provably a volume's at one path, and how that was shown."""
-
-    numbers: frozenset[str]
-    device: BlockDevice | None  # proven now (None when the resolver could not)
-    record: PathRecord | None  # zonal's own record for the path, when it names this volume
-    why_not: str  # the resolver's reason, for messages when nothing matches
-
-
-def _unreachable(what: str, here: PathState) -> FailedPrecondition:
-    reason = here.blocker or f"{here.path} is a symlink"
-    return FailedPrecondition(
-        f"{what} {here.path} cannot be used: {reason}; zonal never follows symlinks in CSI paths"
-    )
 
 
 class NodeCore:
@@ -86,6 +67,7 @@ class NodeCore:
         self.log = logger or logging.getLogger(__name__)
         self.state: NodeState = state if state is not None else MemoryNodeState()
         self.inflight = InFlight()
+        self.custody = Custody(mounter, resolver, self.state, self.log)
         # Computed once: the devices attached at start are part of the rule.
         self._max_volumes = max_volumes(metadata, config.volume_attach_limit)
 
@@ -106,69 +88,6 @@ class NodeCore:
             NodeCapability.GET_VOLUME_STATS,
             NodeCapability.EXPAND_VOLUME,
         )
-
-    # -- shared checks --------------------------------------------------------------------------
-
-    def _ownership(self, volume_id: str, path: str, publish_context: Mapping[str, str]) -> _Ownership:
-        numbers: set[str] = set()
-        record = self.state.recall(path)
-        if record is not None and record.volume_id != volume_id:
-            record = None
-        if record is not None:
-            numbers.add(record.major_minor)
-        device, why_not = None, ""
-        try:
-            device = self.resolver.resolve(volume_id, publish_context)
-            numbers.add(device.major_minor)
-        except (NotFound, FailedPrecondition) as e:
-            why_not = f" ({e})"
-        return _Ownership(frozenset(numbers), device, record, why_not)
-
-    def _check_free(self, volume_id: str, device: BlockDevice) -> None:
-        """Refuse a device that is partitioned, held, mounted anywhere or used as swap."""
-        problems = []
-        if device.partitions:
-            problems.append(f"has partitions {', '.join(name for name, _ in device.partitions)}")
-        if device.holders:
-            problems.append(f"is held by {', '.join(device.holders)} (device mapper, RAID or LVM)")
-        mounted = [m.target for m in self.mounter.mounts() if m.major_minor in device.numbers]
-        if mounted:
-            more = f" and {len(mounted) - 3} more" if len(mounted) > 3 else ""
-            problems.append(f"is mounted at {', '.join(mounted[:3])}{more}")
-        if device.numbers & self.mounter.swap_devices():
-            problems.append("is in use as swap")
-        if problems:
-            raise FailedPrecondition(
-                f"device {device.path} of volume {volume_id} ({device.proof}) {'; '.join(problems)}: "
-                "zonal formats, mounts and binds only a whole, unused device"
-            )
-
-    def _empty_or_missing_dir(self, what: str, here: PathState) -> None:
-        if here.kind in _UNREACHABLE:
-            raise _unreachable(what, here)
-        if here.kind not in (PathKind.MISSING, PathKind.DIRECTORY):
-            raise FailedPrecondition(f"{what} {here.path} is a {here.kind.value}, not a directory")
-        if here.kind is PathKind.DIRECTORY and here.entries:
-            raise FailedPrecondition(
-                f"{what} {here.path} is not empty and nothing is mounted there; zonal mounts only on "
-                "an empty directory, so nothing in it is hidden"
-            )
-
-    def _undo(self, path: str, created_dirs: tuple[str, ...], created_file: str = "") -> None:
-        """After a failed stage/publish: remove what this call created, if still empty and unmounted."""
-        try:
-            here = self.mounter.inspect(path)
-            if here.mounts:
-                return  # the mount happened after all (e.g. killed mid-way): the record stays
-            self.state.forget(path)
-            if created_file:
-                self.mounter.remove_file(path, created_file)
-            for directory in reversed(created_dirs):
-                there = self.mounter.inspect(directory)
-                if there.kind is PathKind.DIRECTORY and not there.mounts and not there.entries:
-                    self.mounter.remove_dir(directory)
-        except ZonalError as e:
-            self.log.warning("could not undo what a failed call created at %s: %s", path, e)
 
     # -- stage / unstage ------------------------------------------------------------------------
 
@@ -192,7 +111,7 @@ class NodeCore:
             device = self.resolver.resolve(volume_id, publish_context)
             here = self.mounter.inspect(staging_path)
             top = here.top
-            if top is not None and here.kind not in _UNREACHABLE:
+            if top is not None and here.kind not in UNREACHABLE:
                 if top.major_minor == device.major_minor and top.root == "/" and top.fs_type == fs_type:
                     return  # CSI: NodeStageVolume repeated with the same arguments → OK, no remount.
                 # CSI NodeStageVolume: "Volume published but is incompatible" → ALREADY_EXISTS.
@@ -200,8 +119,8 @@ class NodeCore:
                     f"staging target path {staging_path} already has {top.describe()} mounted, "
                     f"not volume {volume_id} ({device.path}) as {fs_type}"
                 )
-            self._empty_or_missing_dir("staging_target_path", here)
-            self._check_free(volume_id, device)
+            self.custody.empty_or_missing_dir("staging_target_path", here)
+            self.custody.check_free(volume_id, device)
             action = self._format_action(volume_id, device, fs_type)
             created = self.mounter.make_dirs(staging_path) if here.kind is PathKind.MISSING else ()
             try:
@@ -215,7 +134,7 @@ class NodeCore:
                 self.log.info("mounting %s (volume %s) at %s", device.path, volume_id, staging_path)
                 self.mounter.mount(device.path, staging_path, fs_type, options)
             except BaseException:
-                self._undo(staging_path, created)
+                self.custody.undo(staging_path, created)
                 raise
             if action == "use" and fs_type not in _OFFLINE_GROWABLE:
                 self._grow_if_needed(volume_id, device.path, staging_path, fs_type)
@@ -288,59 +207,9 @@ class NodeCore:
         volume_id = inputs.volume_id(volume_id)
         staging_path = inputs.path(staging_path, "staging_target_path")
         with self.inflight.hold(volume_id):
-            self._clean(volume_id, staging_path, "staging_target_path")
+            self.custody.clean(volume_id, staging_path, "staging_target_path")
             # The volume leaves this node's custody: a format marker must not outlive it.
             self.state.end_format(volume_id)
-
-    def _clean(self, volume_id: str, path: str, what: str) -> None:
-        """Unmount what of ``volume_id`` is at ``path``, then remove what zonal created there."""
-        here = self.mounter.inspect(path)
-        record = self.state.recall(path)
-        if here.kind is PathKind.MISSING:
-            self.state.forget(path)
-            return  # CSI: NodeUnstage/NodeUnpublish when nothing is there → OK.
-        if here.kind in _UNREACHABLE:
-            raise _unreachable(what, here)
-        if here.mounts:
-            ours = self._ownership(volume_id, path, {})
-            while (top := here.top) is not None:
-                held = here.rdev if here.kind is PathKind.BLOCK_DEVICE else top.major_minor
-                if held not in ours.numbers:
-                    raise FailedPrecondition(
-                        f"{what} {path} has {top.describe()} mounted, which is not provably volume "
-                        f"{volume_id}{ours.why_not}; it was left alone"
-                    )
-                self.log.info("unmounting %s (volume %s)", path, volume_id)
-                self.mounter.unmount(path)
-                here = self.mounter.inspect(path)
-        self._remove_leftover(volume_id, here, record if record and record.volume_id == volume_id else None)
-        self.state.forget(path)
-
-    def _remove_leftover(self, volume_id: str, here: PathState, record: PathRecord | None) -> None:
-        path = here.path
-        if here.kind is PathKind.DIRECTORY and not here.entries:
-            # CSI NodeUnpublishVolume: the SP deletes the target path it published to.
-            self.mounter.remove_dir(path)
-        elif here.kind is PathKind.FILE and record is not None and record.created_file == here.file_id:
-            self.mounter.remove_file(path, record.created_file)
-        elif here.kind is not PathKind.MISSING:
-            # Not this volume and not zonal's: nothing of the volume is here, so the call is done,
-            # but a user's file or a non-empty directory is never deleted.
-            self.log.warning(
-                "%s (volume %s): left in place: a %s%s that zonal did not create",
-                path,
-                volume_id,
-                "non-empty " if here.entries else "",
-                here.kind.value,
-            )
-            return
-        if record is not None:
-            for directory in reversed(record.created_dirs):
-                if directory == path:
-                    continue
-                there = self.mounter.inspect(directory)
-                if there.kind is PathKind.DIRECTORY and not there.mounts and not there.entries:
-                    self.mounter.remove_dir(directory)
 
     # -- publish / unpublish --------------------------------------------------------------------
 
@@ -377,13 +246,13 @@ class NodeCore:
         publish_context: Mapping[str, str],
     ) -> None:
         staged = self.mounter.inspect(staging_path)
-        if staged.kind in _UNREACHABLE:
-            raise _unreachable("staging_target_path", staged)
+        if staged.kind in UNREACHABLE:
+            raise unreachable("staging_target_path", staged)
         source = staged.top
         if source is None:
             # CSI NodePublishVolume: "Staging target path not set" → FAILED_PRECONDITION.
             raise FailedPrecondition(f"volume {volume_id} is not staged at {staging_path}")
-        ours = self._ownership(volume_id, staging_path, publish_context)
+        ours = self.custody.ownership(volume_id, staging_path, publish_context)
         if source.major_minor not in ours.numbers:
             raise FailedPrecondition(
                 f"staging target path {staging_path} holds {source.describe()}, not volume "
@@ -391,11 +260,11 @@ class NodeCore:
             )
         here = self.mounter.inspect(target_path)
         current = here.top
-        if current is not None and here.kind not in _UNREACHABLE:
+        if current is not None and here.kind not in UNREACHABLE:
             same = (current.major_minor, current.root) == (source.major_minor, source.root)
             self._check_published(volume_id, target_path, same, current.read_only, read_only)
             return  # CSI: NodePublishVolume repeated with the same arguments → OK.
-        self._empty_or_missing_dir("target_path", here)
+        self.custody.empty_or_missing_dir("target_path", here)
         created = self.mounter.make_dirs(target_path) if here.kind is PathKind.MISSING else ()
         try:
             self.state.remember(PathRecord(volume_id, target_path, "target", source.major_minor, "", created))
@@ -404,7 +273,7 @@ class NodeCore:
             )
             self.mounter.bind_mount(staging_path, target_path, read_only, options)
         except BaseException:
-            self._undo(target_path, created)
+            self.custody.undo(target_path, created)
             raise
 
     def _publish_block(
@@ -413,18 +282,18 @@ class NodeCore:
         device = self.resolver.resolve(volume_id, publish_context)
         here = self.mounter.inspect(target_path)
         current = here.top
-        if current is not None and here.kind not in _UNREACHABLE:
+        if current is not None and here.kind not in UNREACHABLE:
             same = here.kind is PathKind.BLOCK_DEVICE and here.rdev == device.major_minor
             self._check_published(volume_id, target_path, same, current.read_only, read_only)
             return  # CSI: NodePublishVolume repeated with the same arguments → OK.
-        if here.kind in _UNREACHABLE:
-            raise _unreachable("target_path", here)
+        if here.kind in UNREACHABLE:
+            raise unreachable("target_path", here)
         if here.kind is not PathKind.MISSING and not (here.kind is PathKind.FILE and not here.entries):
             kind = f"non-empty {here.kind.value}" if here.entries else here.kind.value
             raise FailedPrecondition(
                 f"target_path {target_path} is a {kind}; a block volume is published on a new or empty file"
             )
-        self._check_free(volume_id, device)
+        self.custody.check_free(volume_id, device)
         created_dirs: tuple[str, ...] = ()
         created_file = ""
         if here.kind is PathKind.MISSING:
@@ -452,7 +321,7 @@ class NodeCore:
             )
             self.mounter.bind_mount(device.path, target_path, read_only, ())
         except BaseException:
-            self._undo(target_path, created_dirs, created_file)
+            self.custody.undo(target_path, created_dirs, created_file)
             raise
 
     @staticmethod
@@ -469,36 +338,17 @@ class NodeCore:
         volume_id = inputs.volume_id(volume_id)
         target_path = inputs.path(target_path, "target_path")
         with self.inflight.hold(volume_id):
-            self._clean(volume_id, target_path, "target_path")
+            self.custody.clean(volume_id, target_path, "target_path")
 
     # -- stats / expand -------------------------------------------------------------------------
-
-    def _mounted_here(self, volume_id: str, path: str) -> tuple[PathState, _Ownership]:
-        """What is at ``path`` when it is this volume's; NotFound otherwise (CSI: "Volume does not
-        exist" at that path → NOT_FOUND)."""
-        here = self.mounter.inspect(path)
-        if here.kind is PathKind.MISSING:
-            raise NotFound(f"volume path {path} does not exist")
-        if here.kind in _UNREACHABLE:
-            raise NotFound(
-                f"volume path {path} cannot be reached without following a symlink: {here.blocker}"
-            )
-        top = here.top
-        if top is None:
-            raise NotFound(f"volume {volume_id} is not mounted at {path}")
-        ours = self._ownership(volume_id, path, {})
-        held = here.rdev if here.kind is PathKind.BLOCK_DEVICE else top.major_minor
-        if held not in ours.numbers:
-            raise NotFound(f"volume path {path} holds {top.describe()}, not volume {volume_id}{ours.why_not}")
-        return here, ours
 
     def get_volume_stats(self, volume_id: str, volume_path: str) -> VolumeStats:
         volume_id = inputs.volume_id(volume_id)
         volume_path = inputs.path(volume_path, "volume_path", relative_is_not_found=True)
-        here, ours = self._mounted_here(volume_id, volume_path)
+        here, ours = self.custody.mounted_here(volume_id, volume_path)
         if here.kind is PathKind.BLOCK_DEVICE:
             return VolumeStats(
-                total_bytes=self.mounter.device_size(self._device_path(volume_id, ours, here.rdev))
+                total_bytes=self.mounter.device_size(self.custody.device_path(volume_id, ours, here.rdev))
             )
         s = self.mounter.fs_stats(volume_path)
         return VolumeStats(
@@ -510,34 +360,19 @@ class NodeCore:
             used_inodes=s.used_inodes,
         )
 
-    def _device_path(self, volume_id: str, ours: _Ownership, held: str) -> str:
-        """The device node holding ``held`` (the device number mounted at the path) now: the one the
-        resolver proved, or the recorded one if it still has that number (e.g. a Xen disk, found only
-        through its attachment record)."""
-        if ours.device is not None and ours.device.major_minor == held:
-            return ours.device.path
-        record = ours.record
-        if record is not None and record.device and record.major_minor == held:
-            there = self.mounter.inspect(record.device)
-            if there.kind is PathKind.BLOCK_DEVICE and there.rdev == held:
-                return record.device
-        raise FailedPrecondition(
-            f"cannot find the device of volume {volume_id} (device {held}){ours.why_not}"
-        )
-
     def expand(self, volume_id: str, volume_path: str, capability: VolumeCapability | None) -> int:
         """Grow the filesystem at ``volume_path`` to its device; returns the device's size in bytes.
         What is mounted at the path decides (``capability`` is optional in CSI and not needed)."""
         volume_id = inputs.volume_id(volume_id)
         volume_path = inputs.path(volume_path, "volume_path", relative_is_not_found=True)
         with self.inflight.hold(volume_id):
-            here, ours = self._mounted_here(volume_id, volume_path)
+            here, ours = self.custody.mounted_here(volume_id, volume_path)
             top = here.top
             assert top is not None
             if here.kind is PathKind.BLOCK_DEVICE:
                 # Block access: the device already has its new size; nothing to grow.
-                return self.mounter.device_size(self._device_path(volume_id, ours, here.rdev))
-            device = self._device_path(volume_id, ours, top.major_minor)
+                return self.mounter.device_size(self.custody.device_path(volume_id, ours, here.rdev))
+            device = self.custody.device_path(volume_id, ours, top.major_minor)
             if top.fs_type not in SUPPORTED_FS_TYPES:
                 raise FailedPrecondition(f"cannot grow {top.fs_type} at {volume_path}")
             self.log.info("growing %s on %s at %s (volume %s)", top.fs_type, device, volume_path, volume_id)
