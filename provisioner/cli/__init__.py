@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "provisioner.cli.csi",
     "provisioner.cli.explain",
     "provisioner.cli.translate",
-    "provisioner.cli.demo",
+    "provisioner.cli.embedded_entry",
 )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from provisioner import __version__
-from provisioner.cli import CliError, cloud, embedded, node
+from provisioner.cli import CliError, cloud, embedded_entry, node
 from provisioner.cli.http import HttpEndpoint
 from provisioner.cli.logs import add_logging_args
 from provisioner.config import (
@@ -96,7 +96,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 "finds volumes of that name made by other tools, at one more EC2 call per volume",
             )
         cloud.add_args(p)
-        embedded.add_args(p)
+        embedded_entry.add_args(p)
         if mode in ("node", "all"):
             node.add_args(p)
         p.set_defaults(func=run, mode=mode)
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         if cloud_config is not None and cloud_config.kind == "embedded":
             zones = tuple(z.strip() for z in args.embedded_zones.split(",") if z.strip())
             try:
-                emb = embedded.build_embedded(
+                emb = embedded_entry.build_embedded(
                     cloud_config.region,
                     zones,
                     getattr(args, "zone", ""),

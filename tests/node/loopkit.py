@@ -17,9 +17,9 @@ import stat
 import uuid
 from pathlib import Path
 
+from provisioner.embedded.loopback import LoopBacker
 from provisioner.mount.devices import NVME_BY_ID_PREFIX, SysfsDeviceResolver
 from provisioner.mount.linux import LinuxMounter, parse_mountinfo, run
-from provisioner.mount.loopback import LoopBacker
 from provisioner.mount.state import FileNodeState
 from provisioner.node import NodeConfig, NodeCore
 from provisioner.ports.clock import SystemClock

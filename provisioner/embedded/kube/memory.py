@@ -1,7 +1,7 @@
 """A stateful in-memory Kubernetes API: resourceVersions, watch history, 409 on stale updates, 410 Gone.
 
 Implements :class:`provisioner.ports.kube.KubeApi` for the loop's tests and for ``zonal demo`` (its
-in-memory cluster), and is the state behind the HTTP fake (:mod:`provisioner.kube.fakeapi`) that the
+in-memory cluster), and is the state behind the HTTP fake (:mod:`provisioner.embedded.kube.fakeapi`) that the
 official client talks to. It imports no Kubernetes client. Semantics kept from the real API
 server: one cluster-wide resourceVersion counter; ``replace`` with a stale resourceVersion → conflict;
 ``delete`` of an object with finalizers only sets ``deletionTimestamp``, and the object disappears once

@@ -1,5 +1,5 @@
 """Pieces of ``zonal demo`` that are not the story itself: the recording CSI client, mount and
-and folder helpers. Kept apart so demo.py reads as the story."""
+and folder helpers. Kept apart so story.py reads as the story."""
 
 from __future__ import annotations
 

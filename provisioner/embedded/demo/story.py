@@ -30,15 +30,6 @@ import grpc
 import yaml
 
 from provisioner import __version__
-from provisioner.cli import embedded as embedded_cli
-from provisioner.cli.demo_support import (
-    RecordingCsi,
-    demo_folder,
-    mount_source,
-    unmount_below,
-)
-from provisioner.cli.demo_ui import StepFailed, Ui
-from provisioner.cli.logs import add_logging_args
 from provisioner.config import DEFAULT_DRIVER_NAME, ControllerConfig, DriverConfig, ServerConfig
 from provisioner.controller import ControllerCore
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
@@ -47,9 +38,17 @@ from provisioner.csi.controller_service import ControllerService
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.node_service import NodeService
 from provisioner.csi.server import CsiServer, Services, start_server
+from provisioner.embedded import cloud as embedded_cli
+from provisioner.embedded.demo.support import (
+    RecordingCsi,
+    demo_folder,
+    mount_source,
+    unmount_below,
+)
+from provisioner.embedded.demo.ui import StepFailed, Ui
+from provisioner.embedded.kube.fakeapi import FakeApiServer, kubeconfig_for
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.errors import NotFound
-from provisioner.kube.fakeapi import FakeApiServer, kubeconfig_for
-from provisioner.kube.memory import MemoryKube
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, VolumeState
 from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import LinuxMounter
@@ -68,19 +67,6 @@ NODES = ("node-a", "node-b", "node-c")
 POD_NODE = 1  # the scheduler's pick: the node in the second zone
 ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
 ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
-
-
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="the zone story end to end on this machine (embedded EC2, in-memory cluster)",
-        description=__doc__.split("\n\n")[0] if __doc__ else None,
-    )
-    p.add_argument("--immediate", action="store_true", help="Immediate binding, allowedTopologies, spread")
-    p.add_argument("--keep", action="store_true", help="leave the socket and cluster running until Ctrl-C")
-    p.add_argument("--dir", default="", help="where the socket and state go (default: a temporary folder)")
-    add_logging_args(p)
-    p.set_defaults(func=run)
 
 
 class Demo:

@@ -1,10 +1,11 @@
-"""The in-memory cluster (:class:`~provisioner.kube.memory.MemoryKube`) served as a Kubernetes API server.
+"""The in-memory cluster (:class:`~.memory.MemoryKube`) served as a Kubernetes API server.
 
 Why it exists: the adapter over the official client must be tested through the client's real code paths
 (URL building, JSON (de)serialization, chunked watch streams, Status errors). This serves the REST
 paths the loop uses: ``/api/v1/...`` and ``/apis/<group>/<version>/...``, namespaced or not; list and
 ``?watch=1`` (one JSON event per line, ``ERROR`` 410 event when the version expired); GET, POST, PUT,
-merge PATCH, DELETE; errors as ``Status`` objects. Run standalone with ``python -m provisioner.kube.fakeapi``.
+merge PATCH, DELETE; errors as ``Status`` objects. Run standalone with
+``python -m provisioner.embedded.kube.fakeapi``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from provisioner.kube.memory import MemoryKube
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.ports.kube import (
     Kind,
     KubeAlreadyExists,

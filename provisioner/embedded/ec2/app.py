@@ -1,10 +1,10 @@
 """The simulator: a WSGI application in front of moto's EC2 that throttles, delays, injects faults,
-counts, and (through :mod:`provisioner.aws.sim.state`) gives volumes real lifecycles.
+counts, and (through :mod:`provisioner.embedded.ec2.state`) gives volumes real lifecycles.
 
 One :class:`Simulator` is one AWS account. Every request goes: count → token bucket → injected fault →
 latency → moto (under one lock, with the graft active) → hooks. Both ways of running it use this
 same path: :meth:`Simulator.install` routes a boto3 client's requests here without sockets, and
-:class:`provisioner.aws.sim.server.SimServer` serves it over HTTP. This module must not open
+:class:`provisioner.embedded.ec2.server.SimServer` serves it over HTTP. This module must not open
 sockets.
 """
 
@@ -29,13 +29,13 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from provisioner.aws.sim import fasttags, wire
-from provisioner.aws.sim.buckets import Buckets
-from provisioner.aws.sim.config import SimConfig
-from provisioner.aws.sim.counters import Counters
-from provisioner.aws.sim.faults import Chance, Fault
-from provisioner.aws.sim.hooks import VolumeHooks
-from provisioner.aws.sim.state import (
+from provisioner.embedded.ec2 import fasttags, wire
+from provisioner.embedded.ec2.buckets import Buckets
+from provisioner.embedded.ec2.config import SimConfig
+from provisioner.embedded.ec2.counters import Counters
+from provisioner.embedded.ec2.faults import Chance, Fault
+from provisioner.embedded.ec2.hooks import VolumeHooks
+from provisioner.embedded.ec2.state import (
     Attached,
     Deleted,
     Detached,
@@ -148,7 +148,7 @@ class Simulator:
         self._life = Lifecycle(self.clock, self.config.delays, self._chance, self.zones)
         self._lock = threading.RLock()
         self._moto = _moto_ec2_app()
-        fasttags.install()  # moto's own get_tags is O(all tags) per resource
+        fasttags.install(self.account_id)  # moto's own get_tags is O(all tags) per resource
 
     # --- the request path ---------------------------------------------------------------------------
 
