@@ -75,8 +75,10 @@ def parse_mountinfo(text: str) -> list[MountInfo]:
 
 
 def ext_args(fs_type: str, o: FormatOptions) -> list[str]:
-    # -F: no interactive prompt on a whole device; -m0: no root-reserved blocks on a data volume.
-    args = ["-F", "-m0"]
+    # -F: no interactive prompt on a whole device; -m0: no root-reserved blocks on a data volume;
+    # nodiscard: the device was just proven blank, and discarding a large EBS volume can take longer
+    # than the caller's deadline, which would kill every try.
+    args = ["-F", "-m0", "-E", "nodiscard"]
     if o.block_size:
         args += ["-b", str(o.block_size)]
     if o.inode_size:
@@ -94,7 +96,8 @@ def ext_args(fs_type: str, o: FormatOptions) -> list[str]:
 
 def xfs_args(o: FormatOptions) -> list[str]:
     # No -f unless redoing zonal's own format: mkfs.xfs refuses to overwrite a filesystem it knows.
-    args: list[str] = []
+    # -K: no discard, as for ext above.
+    args: list[str] = ["-K"]
     if o.block_size:
         args += ["-b", f"size={o.block_size}"]
     if o.inode_size:

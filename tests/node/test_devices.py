@@ -175,11 +175,18 @@ def test_parse_mountinfo_unescapes_and_keeps_order() -> None:
 
 def test_mkfs_arguments() -> None:
     o = FormatOptions(block_size=4096, inode_size=256, bytes_per_inode=8192, number_of_inodes=100)
-    assert ext_args("ext4", o) == ["-F", "-m0", "-b", "4096", "-I", "256", "-i", "8192", "-N", "100"]
+    want = ["-F", "-m0", "-E", "nodiscard", "-b", "4096", "-I", "256", "-i", "8192", "-N", "100"]
+    assert ext_args("ext4", o) == want
     assert ext_args("ext4", FormatOptions(ext4_bigalloc=True, ext4_cluster_size=16384))[-4:] == [
         "-O",
         "bigalloc",
         "-C",
         "16384",
     ]
-    assert xfs_args(FormatOptions(block_size=4096, inode_size=512)) == ["-b", "size=4096", "-i", "size=512"]
+    assert xfs_args(FormatOptions(block_size=4096, inode_size=512)) == [
+        "-K",
+        "-b",
+        "size=4096",
+        "-i",
+        "size=512",
+    ]
