@@ -189,13 +189,15 @@ class SysfsDeviceResolver:
                 f"no device is provably volume {volume_id}; refused: {'; '.join(refused)}"
             )
         # CSI NodeStageVolume: "Volume does not exist" → NOT_FOUND (not attached to this node).
-        tried = ", ".join(c.path for c in candidates)
+        tried = ", ".join(shown(c.path) for c in candidates)
         raise NotFound(f"no device of volume {volume_id} on this node (looked at {tried} and /sys/block)")
 
     def _prove(
         self, volume_id: str, candidate: _Candidate, real: str, publish_context: Mapping[str, str]
     ) -> BlockDevice:
-        named = candidate.path if candidate.path == real else f"{candidate.path} ({real})"
+        named = (
+            shown(candidate.path) if candidate.path == real else f"{shown(candidate.path)} ({shown(real)})"
+        )
         if not self._under_dev(real):
             raise FailedPrecondition(f"{named} is outside {self.dev_root}")
         try:

@@ -17,7 +17,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from provisioner.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from provisioner.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, shown
 from provisioner.mount import paths
 from provisioner.mount.commands import CommandFailed, run
 from provisioner.ports.node import FormatOptions, FsStats, MountInfo, PathKind, PathState
@@ -127,7 +127,7 @@ def _checked(
 
 
 def _path_errors(path: str, e: OSError) -> FailedPrecondition:
-    return FailedPrecondition(f"{path}: {e.strerror or e}")
+    return FailedPrecondition(f"{shown(path)}: {e.strerror or e}")
 
 
 class LinuxMounter:
@@ -146,7 +146,7 @@ class LinuxMounter:
         try:
             found = paths.look(path)
         except paths.Blocked as e:
-            return PathState(path, PathKind.BLOCKED, blocker=f"{e.component} is {e.why}")
+            return PathState(path, PathKind.BLOCKED, blocker=f"{shown(e.component)} is {e.why}")
         except paths.Missing:
             return PathState(path, PathKind.MISSING)
         except OSError as e:
@@ -307,7 +307,7 @@ class LinuxMounter:
             with paths.opened(path, PathKind.DIRECTORY) as fd:
                 s = os.statvfs(fd)
         except paths.Missing as e:
-            raise NotFound(f"{path} does not exist") from e
+            raise NotFound(f"{shown(path)} does not exist") from e
         except OSError as e:
             raise _path_errors(path, e) from e
         return FsStats(
@@ -329,20 +329,20 @@ class LinuxMounter:
             _checked(
                 [*cmd, device, paths.fd_path(fd)],
                 MOUNT_TIMEOUT,
-                f"mounting {device} at {target}",
+                f"mounting {device} at {shown(target)}",
                 pass_fds=(fd,),
             )
 
     def bind_mount(self, source: str, target: str, read_only: bool, options: tuple[str, ...]) -> None:
         source_kind = paths.look(source).kind
         if source_kind not in (PathKind.DIRECTORY, PathKind.BLOCK_DEVICE):
-            raise FailedPrecondition(f"cannot bind {source}: it is a {source_kind.value}")
+            raise FailedPrecondition(f"cannot bind {shown(source)}: it is a {source_kind.value}")
         target_kind = PathKind.DIRECTORY if source_kind is PathKind.DIRECTORY else PathKind.FILE
         with paths.opened(source, source_kind) as src, paths.opened(target, target_kind) as dst:
             _checked(
                 ["mount", "-n", "-c", "--bind", paths.fd_path(src), paths.fd_path(dst)],
                 MOUNT_TIMEOUT,
-                f"binding {source} at {target}",
+                f"binding {shown(source)} at {shown(target)}",
                 pass_fds=(src, dst),
             )
         flags = [o for o in options if o in _PER_MOUNT_FLAGS and o != "rw"]
@@ -357,7 +357,7 @@ class LinuxMounter:
                 _checked(
                     ["mount", "-n", "-c", "-o", ",".join(["remount", "bind", *flags]), paths.fd_path(fd)],
                     MOUNT_TIMEOUT,
-                    f"remounting {target} {','.join(flags)}",
+                    f"remounting {shown(target)} {','.join(flags)}",
                     pass_fds=(fd,),
                 )
         except BaseException:
@@ -370,6 +370,6 @@ class LinuxMounter:
             _checked(
                 ["umount", "-n", "-c", paths.fd_path(parent.fd, parent.name)],
                 MOUNT_TIMEOUT,
-                f"unmounting {target}",
+                f"unmounting {shown(target)}",
                 pass_fds=(parent.fd,),
             )

@@ -19,7 +19,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from provisioner.errors import FailedPrecondition, NotFound
+from provisioner.errors import FailedPrecondition, NotFound, shown
 from provisioner.ports.node import PathKind
 
 _DIR_FLAGS = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -30,7 +30,7 @@ class Blocked(FailedPrecondition):
     """A component on the way is a symlink or not a directory: the walk stops there."""
 
     def __init__(self, component: str, why: str) -> None:
-        super().__init__(f"{component} is {why}; zonal never follows symlinks or walks through files")
+        super().__init__(f"{shown(component)} is {why}; zonal never follows symlinks or walks through files")
         self.component = component
         self.why = why
 
@@ -39,7 +39,7 @@ class Missing(NotFound):
     """A component on the way does not exist."""
 
     def __init__(self, component: str) -> None:
-        super().__init__(f"{component} does not exist")
+        super().__init__(f"{shown(component)} does not exist")
         self.component = component
 
 
@@ -121,7 +121,7 @@ def _step(fd: int, name: str, walked: str, create: list[str] | None) -> int:
     except OSError as e:
         if e.errno == errno.ENOTDIR:
             raise Blocked(walked, "not a directory") from e
-        raise FailedPrecondition(f"cannot open {walked}: {e.strerror}") from e
+        raise FailedPrecondition(f"cannot open {shown(walked)}: {e.strerror}") from e
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ def make_dirs(path: str) -> tuple[str, ...]:
         except FileExistsError:
             pass
         except OSError as e:
-            raise FailedPrecondition(f"cannot create {path}: {e.strerror}") from e
+            raise FailedPrecondition(f"cannot create {shown(path)}: {e.strerror}") from e
         mode = os.stat(parent.name, dir_fd=parent.fd, follow_symlinks=False).st_mode
         if not stat.S_ISDIR(mode):
             raise Blocked(path, _describe(kind_of(mode)))
@@ -214,9 +214,9 @@ def make_file(path: str) -> str:
                 dir_fd=parent.fd,
             )
         except FileExistsError as e:
-            raise FailedPrecondition(f"{path} already exists") from e
+            raise FailedPrecondition(f"{shown(path)} already exists") from e
         except OSError as e:
-            raise FailedPrecondition(f"cannot create {path}: {e.strerror}") from e
+            raise FailedPrecondition(f"cannot create {shown(path)}: {e.strerror}") from e
         try:
             st = os.fstat(fd)
             return f"{st.st_dev}:{st.st_ino}"
@@ -232,7 +232,7 @@ def remove_dir(path: str) -> None:
         except FileNotFoundError:
             return
         except OSError as e:
-            raise FailedPrecondition(f"cannot remove {path}: {e.strerror}") from e
+            raise FailedPrecondition(f"cannot remove {shown(path)}: {e.strerror}") from e
 
 
 def remove_file(path: str, file_id: str) -> bool:

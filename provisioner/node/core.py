@@ -20,7 +20,7 @@ import logging
 import posixpath
 from collections.abc import Mapping
 
-from provisioner.errors import AlreadyExists, FailedPrecondition
+from provisioner.errors import AlreadyExists, FailedPrecondition, shown
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, AccessType, VolumeCapability
 from provisioner.node import inputs
 from provisioner.node.custody import UNREACHABLE, Custody, unreachable
@@ -116,8 +116,8 @@ class NodeCore:
                     return  # CSI: NodeStageVolume repeated with the same arguments → OK, no remount.
                 # CSI NodeStageVolume: "Volume published but is incompatible" → ALREADY_EXISTS.
                 raise AlreadyExists(
-                    f"staging target path {staging_path} already has {top.describe()} mounted, "
-                    f"not volume {volume_id} ({device.path}) as {fs_type}"
+                    f"staging target path {shown(staging_path)} already has {top.describe()} mounted, "
+                    f"not volume {shown(volume_id)} ({device.path}) as {fs_type}"
                 )
             self.custody.empty_or_missing_dir("staging_target_path", here)
             self.custody.check_free(volume_id, device)
@@ -158,14 +158,15 @@ class NodeCore:
             region = self.mounter.nonzero_region(device.path)
             if region:
                 raise FailedPrecondition(
-                    f"device {device.path} of volume {volume_id} has no filesystem signature blkid knows, "
+                    f"device {device.path} of volume {shown(volume_id)} has no filesystem signature blkid "
+                    "knows, "
                     f"but its {region} is not zeros: refusing to format what may be data"
                 )
             return "format"
         if content != fs_type:
             # Never format a device that holds something: it may be the user's data.
             raise FailedPrecondition(
-                f"device {device.path} of volume {volume_id} holds {content}, not {fs_type}; "
+                f"device {device.path} of volume {shown(volume_id)} holds {content}, not {fs_type}; "
                 "refusing to reformat it"
             )
         return "use"
@@ -251,12 +252,12 @@ class NodeCore:
         source = staged.top
         if source is None:
             # CSI NodePublishVolume: "Staging target path not set" → FAILED_PRECONDITION.
-            raise FailedPrecondition(f"volume {volume_id} is not staged at {staging_path}")
+            raise FailedPrecondition(f"volume {shown(volume_id)} is not staged at {shown(staging_path)}")
         ours = self.custody.ownership(volume_id, staging_path, publish_context)
         if source.major_minor not in ours.numbers:
             raise FailedPrecondition(
-                f"staging target path {staging_path} holds {source.describe()}, not volume "
-                f"{volume_id}{ours.why_not}"
+                f"staging target path {shown(staging_path)} holds {source.describe()}, not volume "
+                f"{shown(volume_id)}{ours.why_not}"
             )
         here = self.mounter.inspect(target_path)
         current = here.top
@@ -291,7 +292,8 @@ class NodeCore:
         if here.kind is not PathKind.MISSING and not (here.kind is PathKind.FILE and not here.entries):
             kind = f"non-empty {here.kind.value}" if here.entries else here.kind.value
             raise FailedPrecondition(
-                f"target_path {target_path} is a {kind}; a block volume is published on a new or empty file"
+                f"target_path {shown(target_path)} is a {kind}; a block volume is published on a new "
+                "or empty file"
             )
         self.custody.check_free(volume_id, device)
         created_dirs: tuple[str, ...] = ()
@@ -328,10 +330,13 @@ class NodeCore:
     def _check_published(volume_id: str, target: str, same: bool, is_ro: bool, want_ro: bool) -> None:
         if not same:
             # CSI NodePublishVolume: "Volume published but is incompatible" → ALREADY_EXISTS.
-            raise AlreadyExists(f"target path {target} already has another volume mounted, not {volume_id}")
+            raise AlreadyExists(
+                f"target path {shown(target)} already has another volume mounted, not {shown(volume_id)}"
+            )
         if is_ro != want_ro:
             raise AlreadyExists(
-                f"volume {volume_id} is already published at {target} with read_only={is_ro}, not {want_ro}"
+                f"volume {shown(volume_id)} is already published at {shown(target)} with "
+                f"read_only={is_ro}, not {want_ro}"
             )
 
     def unpublish(self, volume_id: str, target_path: str) -> None:
@@ -374,7 +379,7 @@ class NodeCore:
                 return self.mounter.device_size(self.custody.device_path(volume_id, ours, here.rdev))
             device = self.custody.device_path(volume_id, ours, top.major_minor)
             if top.fs_type not in SUPPORTED_FS_TYPES:
-                raise FailedPrecondition(f"cannot grow {top.fs_type} at {volume_path}")
+                raise FailedPrecondition(f"cannot grow {top.fs_type} at {shown(volume_path)}")
             self.log.info("growing %s on %s at %s (volume %s)", top.fs_type, device, volume_path, volume_id)
             self.mounter.resize_fs(device, volume_path, top.fs_type)
             return self.mounter.device_size(device)

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from provisioner.errors import FailedPrecondition, NotFound, ZonalError
+from provisioner.errors import FailedPrecondition, NotFound, ZonalError, shown
 from provisioner.ports.node import (
     BlockDevice,
     DeviceResolver,
@@ -42,9 +42,9 @@ class Ownership:
 
 
 def unreachable(what: str, here: PathState) -> FailedPrecondition:
-    reason = here.blocker or f"{here.path} is a symlink"
+    reason = here.blocker or f"{shown(here.path)} is a symlink"
     return FailedPrecondition(
-        f"{what} {here.path} cannot be used: {reason}; zonal never follows symlinks in CSI paths"
+        f"{what} {shown(here.path)} cannot be used: {reason}; zonal never follows symlinks in CSI paths"
     )
 
 
@@ -89,7 +89,7 @@ class Custody:
             problems.append("is in use as swap")
         if problems:
             raise FailedPrecondition(
-                f"device {device.path} of volume {volume_id} ({device.proof}) {'; '.join(problems)}: "
+                f"device {device.path} of volume {shown(volume_id)} ({device.proof}) {'; '.join(problems)}: "
                 "zonal formats, mounts and binds only a whole, unused device"
             )
 
@@ -97,10 +97,10 @@ class Custody:
         if here.kind in UNREACHABLE:
             raise unreachable(what, here)
         if here.kind not in (PathKind.MISSING, PathKind.DIRECTORY):
-            raise FailedPrecondition(f"{what} {here.path} is a {here.kind.value}, not a directory")
+            raise FailedPrecondition(f"{what} {shown(here.path)} is a {here.kind.value}, not a directory")
         if here.kind is PathKind.DIRECTORY and here.entries:
             raise FailedPrecondition(
-                f"{what} {here.path} is not empty and nothing is mounted there; zonal mounts only on "
+                f"{what} {shown(here.path)} is not empty and nothing is mounted there; zonal mounts only on "
                 "an empty directory, so nothing in it is hidden"
             )
 
@@ -135,8 +135,8 @@ class Custody:
                 held = here.rdev if here.kind is PathKind.BLOCK_DEVICE else top.major_minor
                 if held not in ours.numbers:
                     raise FailedPrecondition(
-                        f"{what} {path} has {top.describe()} mounted, which is not provably volume "
-                        f"{volume_id}{ours.why_not}; it was left alone"
+                        f"{what} {shown(path)} has {top.describe()} mounted, which is not provably volume "
+                        f"{shown(volume_id)}{ours.why_not}; it was left alone"
                     )
                 self.log.info("unmounting %s (volume %s)", path, volume_id)
                 self.mounter.unmount(path)
@@ -175,18 +175,21 @@ class Custody:
         exist" at that path → NOT_FOUND)."""
         here = self.mounter.inspect(path)
         if here.kind is PathKind.MISSING:
-            raise NotFound(f"volume path {path} does not exist")
+            raise NotFound(f"volume path {shown(path)} does not exist")
         if here.kind in UNREACHABLE:
             raise NotFound(
-                f"volume path {path} cannot be reached without following a symlink: {here.blocker}"
+                f"volume path {shown(path)} cannot be reached without following a symlink: {here.blocker}"
             )
         top = here.top
         if top is None:
-            raise NotFound(f"volume {volume_id} is not mounted at {path}")
+            raise NotFound(f"volume {shown(volume_id)} is not mounted at {shown(path)}")
         ours = self.ownership(volume_id, path, {})
         held = here.rdev if here.kind is PathKind.BLOCK_DEVICE else top.major_minor
         if held not in ours.numbers:
-            raise NotFound(f"volume path {path} holds {top.describe()}, not volume {volume_id}{ours.why_not}")
+            raise NotFound(
+                f"volume path {shown(path)} holds {top.describe()}, "
+                f"not volume {shown(volume_id)}{ours.why_not}"
+            )
         return here, ours
 
     def device_path(self, volume_id: str, ours: Ownership, held: str) -> str:
@@ -201,5 +204,5 @@ class Custody:
             if there.kind is PathKind.BLOCK_DEVICE and there.rdev == held:
                 return record.device
         raise FailedPrecondition(
-            f"cannot find the device of volume {volume_id} (device {held}){ours.why_not}"
+            f"cannot find the device of volume {shown(volume_id)} (device {held}){ours.why_not}"
         )

@@ -37,7 +37,8 @@ class MountInfo:
         return "ro" in self.options
 
     def describe(self) -> str:
-        return f"{self.source} ({self.fs_type}, device {self.major_minor})"
+        source = self.source if len(self.source) <= 100 else self.source[:100] + "…"
+        return f"{source} ({self.fs_type}, device {self.major_minor})"
 
 
 class PathKind(enum.Enum):

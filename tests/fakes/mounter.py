@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from provisioner.errors import FailedPrecondition, Internal, InvalidArgument, NotFound
+from provisioner.errors import FailedPrecondition, Internal, InvalidArgument, NotFound, shown
 from provisioner.ports.node import (
     BlockDevice,
     FormatOptions,
@@ -74,9 +74,9 @@ class FakeMounter:
         for name in parts[:-1]:
             walked += "/" + name
             if walked in self.symlinks:
-                return f"{walked} is a symlink"
+                return f"{shown(walked)} is a symlink"
             if walked in self.files or walked in self.devices:
-                return f"{walked} is a regular file, not a directory"
+                return f"{shown(walked)} is a regular file, not a directory"
             if walked not in self.dirs:
                 return ""
         return ""

@@ -63,6 +63,23 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def snapshot(root: Path) -> dict[str, str]:
+    """Every entry below ``root`` (type and content hash or link target), not following symlinks."""
+    seen: dict[str, str] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder, name)
+            if p.is_symlink():
+                seen[str(p)] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                seen[str(p)] = "dir"
+            elif p.is_file():
+                seen[str(p)] = "file:" + file_hash(p)
+            else:
+                seen[str(p)] = "other"
+    return seen
+
+
 def write_mbr(path: Path, start_sector: int = 2048, sectors: int = 4096) -> None:
     """A DOS partition table with one Linux partition, written by hand (no sfdisk needed)."""
     entry = (

@@ -20,7 +20,7 @@ from provisioner.errors import FailedPrecondition, NotFound
 from provisioner.model import AccessMode, AccessType, VolumeCapability
 from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import run
-from tests.node.loopkit import Kit, Tree, file_hash, mounts_under, new_volume_id
+from tests.node.loopkit import Kit, Tree, file_hash, mounts_under, new_volume_id, snapshot
 
 pytestmark = [
     pytest.mark.root,
@@ -60,23 +60,6 @@ def commands() -> Iterator[list[str]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
-
-
-def snapshot(root: Path) -> dict[str, str]:
-    """Every entry below ``root`` (type and content hash or link target), not following symlinks."""
-    seen: dict[str, str] = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            p = Path(folder, name)
-            if p.is_symlink():
-                seen[str(p)] = "link:" + os.readlink(p)
-            elif p.is_dir():
-                seen[str(p)] = "dir"
-            elif p.is_file():
-                seen[str(p)] = "file:" + file_hash(p)
-            else:
-                seen[str(p)] = "other"
-    return seen
 
 
 def _refuse_stage(
@@ -165,7 +148,7 @@ def test_a_blank_looking_device_with_data(kit: Kit, commands: list[str]) -> None
 
 def test_dev_zero(kit: Kit, commands: list[str]) -> None:
     volume_id = new_volume_id()
-    with pytest.raises(FailedPrecondition, match="/dev/zero is not a block device"):
+    with pytest.raises(FailedPrecondition, match="/dev/zero' is not a block device"):
         kit.core.stage(volume_id, kit.path("staging"), EXT4, {"devicePath": "/dev/zero"}, {})
     with pytest.raises(FailedPrecondition, match="not a block device"):
         kit.core.publish(

@@ -142,7 +142,7 @@ def test_stage_refuses_symlinked_file_and_non_empty_targets(env: Env) -> None:
         env.stage()
     env.mounter.symlinks.clear()
     env.mounter.symlinks.add(f"{ROOT}/plugins")
-    with pytest.raises(FailedPrecondition, match=f"{ROOT}/plugins is a symlink"):
+    with pytest.raises(FailedPrecondition, match=f"{ROOT}/plugins' is a symlink"):
         env.stage()
     env.mounter.symlinks.clear()
     env.mounter.files[STAGE] = 10
@@ -352,3 +352,16 @@ def test_bad_volume_ids_are_invalid_argument(env: Env, volume_id: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         env.core.unpublish(volume_id, TARGET)
     assert len(str(e.value)) < 200
+
+
+def test_messages_quote_at_most_about_100_characters_of_a_path(env: Env) -> None:
+    long_path = "/" + "/".join(["d" * 200] * 19)  # 3,819 bytes: a valid path
+    env.mounter.symlinks.add("/" + "d" * 200)
+    for call in (
+        lambda: env.core.get_volume_stats(VOL, long_path),
+        lambda: env.core.unpublish(VOL, long_path),
+        lambda: env.core.stage(VOL, long_path, MOUNT, {}, {}),
+    ):
+        with pytest.raises((NotFound, FailedPrecondition)) as e:
+            call()
+        assert len(str(e.value)) < 400, str(e.value)
