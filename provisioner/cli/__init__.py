@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "provisioner.cli.provision",
     "provisioner.cli.csi",
     "provisioner.cli.explain",
+    "provisioner.cli.doctor",
+    "provisioner.cli.relocate",
     "provisioner.cli.translate",
     "provisioner.cli.embedded_entry",
 )

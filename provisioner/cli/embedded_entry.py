@@ -33,8 +33,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the zone story end to end on this machine (embedded EC2, in-memory cluster)",
         description=DEMO_DESCRIPTION,
     )
-    p.add_argument("--immediate", action="store_true", help="Immediate binding, allowedTopologies, spread")
-    p.add_argument("--keep", action="store_true", help="leave the socket and cluster running until Ctrl-C")
+    story = p.add_mutually_exclusive_group()
+    story.add_argument(
+        "--immediate", action="store_true", help="Immediate binding, allowedTopologies, spread"
+    )
+    story.add_argument(
+        "--relocate",
+        action="store_true",
+        help="the volume's zone loses its nodes: zonal doctor finds the claim, zonal relocate moves it, "
+        "the file is read back in the new zone",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the socket, the cluster and EC2 running (served on 127.0.0.1) until Ctrl-C",
+    )
     p.add_argument("--dir", default="", help="where the socket and state go (default: a temporary folder)")
     add_logging_args(p)
     p.set_defaults(func=run_demo)

@@ -69,7 +69,9 @@ class NodeCore:
         self.inflight = InFlight()
         self.custody = Custody(mounter, resolver, self.state, self.log)
         # Computed once: the devices attached at start are part of the rule.
-        self._max_volumes = max_volumes(metadata, config.volume_attach_limit)
+        self._max_volumes = max_volumes(
+            metadata, config.volume_attach_limit, config.reserved_volume_attachments
+        )
 
     # -- info ---------------------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ _FORMAT_KEYS: dict[str, tuple[str, frozenset[str], int, int, bool]] = {
     "ext4clustersize": ("ext4_cluster_size", frozenset({"ext4"}), 1024, 1 << 29, True),
 }
 _BIGALLOC_KEY = "ext4bigalloc"
+# Boolean ext4 features: volume_context key → FormatOptions field.
+_EXT4_FEATURES = {_BIGALLOC_KEY: "ext4_bigalloc", "ext4encryptionsupport": "ext4_encrypt"}
 
 
 def _printable(value: str, what: str) -> None:
@@ -197,16 +199,16 @@ def format_options(fs: str, volume_context: Mapping[str, str]) -> FormatOptions:
         if fs not in fs_types:
             raise InvalidArgument(f"volume_context {key} cannot be used with fs type {fs}")
         values[attr] = number
-    raw_bigalloc = volume_context.get(_BIGALLOC_KEY)
-    if raw_bigalloc is not None:
-        if raw_bigalloc.lower() not in ("true", "false"):
-            raise InvalidArgument(
-                f"volume_context {_BIGALLOC_KEY} must be true or false, not {shown(raw_bigalloc)}"
-            )
-        if raw_bigalloc.lower() == "true":
+    for key, attr in _EXT4_FEATURES.items():
+        raw_flag = volume_context.get(key)
+        if raw_flag is None:
+            continue
+        if raw_flag.lower() not in ("true", "false"):
+            raise InvalidArgument(f"volume_context {key} must be true or false, not {shown(raw_flag)}")
+        if raw_flag.lower() == "true":
             if fs != "ext4":
-                raise InvalidArgument(f"volume_context {_BIGALLOC_KEY} cannot be used with fs type {fs}")
-            values["ext4_bigalloc"] = True
+                raise InvalidArgument(f"volume_context {key} cannot be used with fs type {fs}")
+            values[attr] = True
     inode_size, block_size = values.get("inode_size"), values.get("block_size")
     if fs == "xfs" and inode_size and not 512 <= int(inode_size) <= 2048:
         # mkfs.xfs (v5, with metadata checksums) takes 512-2048-byte inodes.

@@ -23,6 +23,7 @@ class NodeConfig:
     zone: str = ""  # overrides the availability zone from metadata
     instance_type: str = ""  # overrides the instance type from metadata
     volume_attach_limit: int | None = None  # overrides the computed max_volumes_per_node
+    reserved_volume_attachments: int | None = None  # replaces the devices counted at start
     metadata_sources: tuple[str, ...] = DEFAULT_METADATA_SOURCES
 
     def __post_init__(self) -> None:

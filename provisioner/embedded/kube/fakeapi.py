@@ -128,8 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self._send(200, self.kube.patch(kind, name, namespace, self._body()))
             elif method == "DELETE":
+                options = self._body()
+                uid = str(((options or {}).get("preconditions") or {}).get("uid") or "")
                 before = self.kube.get(kind, name, namespace)
-                self.kube.delete(kind, name, namespace)
+                self.kube.delete(kind, name, namespace, uid=uid)
                 # Like the API server: the object as it is now (held by finalizers) or as it was.
                 self._send(200, self.kube.find(kind, name, namespace) or before)
         except KubeError as e:
