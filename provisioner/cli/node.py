@@ -1,10 +1,11 @@
 """Node-service flags and the builder that turns them into a ready :class:`NodeService`.
 
 ``add_args`` adds ``--node-id --zone --instance-type --volume-attach-limit
---reserved-volume-attachments --metadata-sources``;
-``build_node_service`` resolves where the node is (refusing to start, with the sources tried, when it
-cannot tell), wires the Linux mounter and the sysfs device resolver into a :class:`NodeCore`. The only
-environment read is ``CSI_NODE_NAME`` (for the Kubernetes metadata source).
+--reserved-volume-attachments --metadata-sources --state-dir``; ``build_node_service`` resolves where
+the node is (refusing to start, with the sources tried, when it cannot tell), wires the Linux mounter,
+the sysfs device resolver and the node's state folder into a :class:`NodeCore`. On a real instance the
+resolver never accepts a loop device; with the embedded cloud it accepts those backed by the embedded
+cloud's own files. The only environment read is ``CSI_NODE_NAME`` (for the Kubernetes metadata source).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from provisioner.errors import FailedPrecondition
 from provisioner.kube.nodeinfo import KubeNodeMetadata
 from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import LinuxMounter
+from provisioner.mount.state import DEFAULT_STATE_DIR, FileNodeState
 from provisioner.node import DEFAULT_METADATA_SOURCES, KNOWN_METADATA_SOURCES, NodeConfig, NodeCore
 from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
@@ -80,6 +82,12 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_METADATA_SOURCES,
         help="where to learn the instance id, zone and type, tried in order (default: imds,kubernetes)",
     )
+    g.add_argument(
+        "--state-dir",
+        default="",
+        help="where the node records what it mounted and the formats it started "
+        f"(default {DEFAULT_STATE_DIR}; with --cloud embedded, a folder in the embedded state folder)",
+    )
     g.add_argument("--imds-endpoint", default=DEFAULT_ENDPOINT, help=argparse.SUPPRESS)
 
 
@@ -109,9 +117,12 @@ def build_node_service(
     *,
     metadata: NodeMetadata | None = None,
     environ: Mapping[str, str] | None = None,
+    embedded_dir: str | os.PathLike[str] | None = None,
 ) -> NodeService:
     """The Node servicer for ``args``. ``metadata`` (the embedded cloud's instance) skips the sources;
-    flags still override it. Raises CliError when the node cannot tell where it is."""
+    flags still override it. ``embedded_dir`` is the embedded cloud's folder: its loop devices are
+    accepted as volumes and the node state defaults to a folder in it. Raises CliError when the node
+    cannot tell where it is."""
     config = node_config(args)
     env = os.environ if environ is None else environ
     try:
@@ -129,7 +140,19 @@ def build_node_service(
         resolved.instance_type or "unknown",
         resolved.source,
     )
-    core = NodeCore(LinuxMounter(), SysfsDeviceResolver(), resolved, config, SystemClock(), log)
+    loop_dirs = () if embedded_dir is None else (str(embedded_dir),)
+    default_state = DEFAULT_STATE_DIR if embedded_dir is None else os.path.join(embedded_dir, "node-state")
+    state_dir = getattr(args, "state_dir", "") or default_state
+    log.info("node state in %s", state_dir)
+    core = NodeCore(
+        LinuxMounter(),
+        SysfsDeviceResolver(loop_dirs=loop_dirs),
+        resolved,
+        config,
+        SystemClock(),
+        log,
+        state=FileNodeState(state_dir),
+    )
     return NodeService(core)
 
 

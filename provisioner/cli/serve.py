@@ -10,6 +10,7 @@ import argparse
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 from provisioner import __version__
 from provisioner.cli import CliError, cloud, embedded_entry, node
@@ -37,6 +38,7 @@ from provisioner.csi.health import add_health_service
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.server import Services, serve_until_signalled, start_server
 from provisioner.metrics import Metrics
+from provisioner.mount import commands
 from provisioner.ports.clock import SystemClock
 
 log = logging.getLogger("zonal.serve")
@@ -155,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
     node_service = None
     online_expansion = False
     node_metadata = None
+    embedded_dir: Path | None = None
+    on_signal: Callable[[], object] | None = None
     try:
         # Refuse a bad endpoint before anything (an embedded cloud, loop devices) is built for it.
         endpoint = parse_endpoint(args.endpoint)
@@ -191,6 +195,7 @@ def run(args: argparse.Namespace) -> int:
             cleanups.append(emb.close)
             ec2 = emb.cloud
             node_metadata = emb.node
+            embedded_dir = emb.state_dir
         if mode in ("controller", "all"):
             if ec2 is None and cloud_config is not None:
                 cloud.require_credentials()
@@ -210,7 +215,9 @@ def run(args: argparse.Namespace) -> int:
             probe = core.probe
             online_expansion = bool(getattr(core, "online_expansion", False))
         if mode in ("node", "all"):
-            node_service = node.build_node_service(args, metadata=node_metadata)
+            node_service = node.build_node_service(args, metadata=node_metadata, embedded_dir=embedded_dir)
+            # mkfs, fsck, resize, mount still running when zonal stops are killed, never left behind.
+            on_signal = commands.kill_all
         identity = IdentityService(
             driver.driver_name,
             driver.vendor_version,
@@ -239,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
                 raise CliError(f"cannot serve HTTP on {args.http_endpoint}: {e}") from e
             cleanups.append(http.stop)
         print(f"zonal {mode} serving {server.endpoint} as {driver.driver_name}", flush=True)
-        serve_until_signalled(server, args.grace_period)
+        serve_until_signalled(server, args.grace_period, on_signal=on_signal)
+        commands.allow_new()  # no call is in flight any more; the clean-ups below may run losetup
         return 0
     finally:
         for cleanup in reversed(cleanups):

@@ -40,6 +40,13 @@ from provisioner.ports.cloud import Cloud
 
 DEVICE_NAMES = tuple(f"/dev/xvd{a}{b}" for a in string.ascii_lowercase for b in string.ascii_lowercase)
 PUBLISH_CONTEXT_DEVICE_PATH = "devicePath"
+# The volume's size when attached: on Xen instances (disks without serials) the node checks the named
+# device against it before using it (provisioner.mount.devices: a second check that can fail).
+PUBLISH_CONTEXT_SIZE = "volumeSizeBytes"
+
+
+def _context(device: str, volume: Volume) -> dict[str, str]:
+    return {PUBLISH_CONTEXT_DEVICE_PATH: device, PUBLISH_CONTEXT_SIZE: str(volume.size_gib * 1024**3)}
 
 
 class Attacher:
@@ -92,7 +99,7 @@ class Attacher:
             mine = _attachment(volume, node_id)
             if mine is not None and mine.state in PUBLISHED_STATES:
                 await_initialized(self.cloud, self.waiter, volume, context, until)
-                return {PUBLISH_CONTEXT_DEVICE_PATH: mine.device}  # CSI: already published → same answer
+                return _context(mine.device, volume)  # CSI: already published → same answer
             if mine is not None and mine.state == "detaching":
                 raise OperationInProgress(
                     f"volume {volume_id} is still detaching from {node_id}; retry later"
@@ -107,7 +114,7 @@ class Attacher:
             finally:
                 self._release(node_id, device)
             await_initialized(self.cloud, self.waiter, volume, context, until)
-            return {PUBLISH_CONTEXT_DEVICE_PATH: device}
+            return _context(device, volume)
 
     def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:
         if not volume_id:

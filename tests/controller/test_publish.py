@@ -111,9 +111,8 @@ def test_multi_attach_io2_publishes_to_two_nodes(core: ControllerCore, cloud: Fa
         core, parameters={"type": "io2", "iops": "1000"}, capabilities=[BLOCK_RWX], requirement=IN_A
     )
     for node in (NODE, OTHER):
-        assert core.publish(volume_id.volume_id, node, BLOCK_RWX, False, {}, None) == {
-            "devicePath": "/dev/xvdaa"
-        }
+        context = core.publish(volume_id.volume_id, node, BLOCK_RWX, False, {}, None)
+        assert context["devicePath"] == "/dev/xvdaa"
     status = core.get_volume(volume_id.volume_id)
     assert sorted(status.published_node_ids) == sorted([NODE, OTHER])
 

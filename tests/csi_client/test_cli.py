@@ -83,7 +83,8 @@ def test_publish_list_get_unpublish_delete(capsys: Cap, driver: Driver) -> None:
     vol = str(create(capsys, driver.endpoint, "--size", "4Gi", "--zone", "us-east-1b")["volume_id"])
     run = zonal_csi(capsys, *ep, "publish", vol, "--node-id", NODE)
     assert run.code == 0, run.err
-    assert lines(run.out)["publish_context"].startswith("devicePath=/dev/xvd")
+    context = dict(pair.split("=", 1) for pair in lines(run.out)["publish_context"].split(","))
+    assert context["devicePath"].startswith("/dev/xvd") and context["volumeSizeBytes"] == str(4 * 1024**3)
 
     got = json.loads(zonal_csi(capsys, *ep, "-o", "json", "get-volume", vol).out)
     assert got["published_node_ids"] == [NODE] and got["capacity_bytes"] == 4 << 30
@@ -140,7 +141,7 @@ def test_node_verbs(capsys: Cap, driver: Driver) -> None:
     assert f"{ZONE_KEY}=us-east-1b" in shown["accessible_topology"].split(",")
 
     staging, target = "/var/lib/kubelet/staging/x", "/var/lib/kubelet/pods/p/mount"
-    driver.mounter.make_dir(staging)
+    driver.mounter.add_dirs(staging)
     pc = ("--publish-context", "devicePath=/dev/xvdba")
     steps = [
         ("stage", STAGED_VOL, "--staging-path", staging, *pc),
@@ -157,7 +158,7 @@ def test_node_verbs(capsys: Cap, driver: Driver) -> None:
     assert outputs[0]["staged"] == "true"
     assert driver.mounter.calls[0] == ("format", "/dev/nvme1n1", "ext4")
     assert outputs[2]["total_bytes"] == "10737418240 (10Gi)" and outputs[2]["used_inodes"] == "10"
-    assert driver.mounter.mounts == []
+    assert driver.mounter.table == []
 
 
 def test_snapshot_verbs(capsys: Cap, driver: Driver) -> None:
