@@ -163,11 +163,14 @@ def test_after_kill_9_the_next_start_releases_the_predecessors_leftovers_and_say
 
 
 def test_node_mode_leaves_the_kubelets_mounts_alone_when_it_stops(tmp_path: Path, runtime_dir: Path) -> None:
-    """Production ``zonal node``: unmounting on exit is the kubelet's call, not the plugin's."""
+    """Production ``zonal node``: unmounting on exit is the kubelet's call, not the plugin's. A staged
+    volume stands in as an ext4 loop device mounted under a kubelet-like path (the production node
+    refuses loop devices as volumes, so the test mounts it itself, as an earlier NodeStage would have)."""
     backer = LoopBacker(tmp_path / "disks")
     volume_id = f"vol-{uuid.uuid4().hex[:17]}"
     device = backer.back(volume_id, 64 << 20)
-    stage = tmp_path / "kubelet" / "staging"
+    stage = tmp_path / "kubelet" / "plugins" / "kubernetes.io" / "csi" / "zonal.csi.dev" / "globalmount"
+    stage.mkdir(parents=True)
     node_args = (
         "node",
         "--node-id",
@@ -178,20 +181,14 @@ def test_node_mode_leaves_the_kubelets_mounts_alone_when_it_stops(tmp_path: Path
         "m5.large",
     )
     try:
-        with running(node_args, tmp_path / "node.sock", tmp_path / "node.log") as server:
+        run(["mkfs.ext4", "-q", "-F", device], 60)
+        run(["mount", device, str(stage)], 30)
+        env = {"ZONAL_RUNTIME_DIR": str(runtime_dir)}
+        with running(node_args, tmp_path / "node.sock", tmp_path / "node.log", env=env) as server:
             with grpc.insecure_channel(f"unix:{server.socket}") as channel:
-                csi_pb2_grpc.NodeStub(channel).NodeStageVolume(
-                    csi_pb2.NodeStageVolumeRequest(
-                        volume_id=volume_id,
-                        publish_context={"devicePath": device},
-                        staging_target_path=str(stage),
-                        volume_capability=CAP,
-                    ),
-                    timeout=120,
-                )
-            assert mounts_below(tmp_path) == [str(stage)]
-            for sig in (signal.SIGTERM,):
-                assert server.stop(sig) == 0, server.output()
+                info = csi_pb2_grpc.NodeStub(channel).NodeGetInfo(csi_pb2.NodeGetInfoRequest(), timeout=30)
+            assert info.node_id == "i-0123456789abcdef0"
+            assert server.stop(signal.SIGTERM) == 0, server.output()
         assert mounts_below(tmp_path) == [str(stage)]  # still mounted: the kubelet unstages
         assert loop_backing_files().get(device) == str(tmp_path / "disks" / volume_id)
         assert not runtime_dir.exists()  # node mode keeps no embedded ledger
