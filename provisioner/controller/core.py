@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -48,6 +47,7 @@ from provisioner.controller.common import (
     VolumeStatus,
     Waiter,
     check_capability,
+    check_tag_count,
     is_owned,
     owner_filter,
     ownership_tags,
@@ -70,6 +70,7 @@ from provisioner.errors import (
     OperationInProgress,
     Unimplemented,
     ZonalError,
+    shown,
 )
 from provisioner.model import (
     GIB,
@@ -84,6 +85,7 @@ from provisioner.model import (
     VolumeCapability,
     VolumeSpec,
     VolumeState,
+    is_volume_id,
 )
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
@@ -91,7 +93,6 @@ from provisioner.topology.zones import ZoneChoice, choose_zone
 
 SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
-_VOLUME_ID = re.compile(r"^vol-[0-9a-f]+$")
 _LIST_PAGE = 1000
 
 
@@ -169,6 +170,7 @@ class ControllerCore:
             **ownership_tags(self.driver),
             TAG_VOLUME_NAME: name,
         }
+        check_tag_count(tags, "volume")
         spec = VolumeSpec(
             name=name,
             size_gib=size_gib,
@@ -202,7 +204,7 @@ class ControllerCore:
                     name,
                     skip.source,
                     skip.index,
-                    skip.requested,
+                    shown(skip.requested),
                     skip.reason,
                 )
             self.log.info("volume %s: %s", name, choice.describe())
@@ -344,7 +346,7 @@ class ControllerCore:
         if not volume_id:
             raise InvalidArgument("volume_id is required")
         # CSI: a volume id the plugin cannot parse does not exist → OK.
-        if not _VOLUME_ID.match(volume_id):
+        if not is_volume_id(volume_id):
             return
         try:
             self._delete_volume(volume_id)
@@ -432,8 +434,10 @@ class ControllerCore:
         if max_entries < 0:
             raise InvalidArgument("max_entries must not be negative")
         # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not _VOLUME_ID.match(starting_token):
-            raise InvalidStartingToken(f"starting_token {starting_token!r} was not issued by this plugin")
+        if starting_token and not is_volume_id(starting_token):
+            raise InvalidStartingToken(
+                f"starting_token {shown(starting_token)} was not issued by this plugin"
+            )
         volumes: list[Volume] = []
         token = ""
         while True:
@@ -443,7 +447,11 @@ class ControllerCore:
             if not token:
                 break
         ordered = sorted(
-            (v for v in volumes if v.state not in (VolumeState.DELETING, VolumeState.DELETED)),
+            (
+                v
+                for v in volumes
+                if v.state not in (VolumeState.DELETING, VolumeState.DELETED) and is_owned(v, self.driver)
+            ),
             key=lambda v: v.volume_id,
         )
         if starting_token:
