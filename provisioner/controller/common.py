@@ -179,6 +179,19 @@ def owns(tags: Mapping[str, str], driver: DriverConfig, name_tag: str) -> bool:
     )
 
 
+def why_not_owned(tags: Mapping[str, str], driver: DriverConfig, name_tag: str) -> str:
+    """What the tags say instead, for the refusal message (the operator decides what to do)."""
+    cluster_tag = TAG_CLUSTER_PREFIX + driver.cluster_id
+    if driver.cluster_id and tags.get(cluster_tag) != "owned":
+        return f"it is not tagged {cluster_tag}=owned"
+    made_by = tags.get(TAG_ZONAL_DRIVER)
+    if made_by is not None:
+        return f"its {TAG_ZONAL_DRIVER} tag names {made_by}"
+    if tags.get(TAG_DRIVER) == "true" and tags.get(name_tag):
+        return f"it carries aws-ebs-csi-driver's tags (zonal owns those only as {EBS_DRIVER_NAME})"
+    return "it carries no ownership tag (made outside Kubernetes or by another tool)"
+
+
 def is_owned(volume: Volume, driver: DriverConfig) -> bool:
     return owns(volume.tags, driver, TAG_VOLUME_NAME)
 

@@ -54,6 +54,7 @@ from provisioner.controller.common import (
     volume_label,
     volume_status,
     wants_multi_attach,
+    why_not_owned,
 )
 from provisioner.controller.existing import NameRequest, check_existing, check_zone
 from provisioner.controller.modify import Expanded, Modifier
@@ -360,8 +361,9 @@ class ControllerCore:
             except NotFound:
                 return  # CSI: deleting a volume that does not exist → OK
             if not is_owned(volume, self.driver) and not self.config.allow_foreign_volume_delete:
+                reason = why_not_owned(volume.tags, self.driver, TAG_VOLUME_NAME)
                 raise FailedPrecondition(
-                    f"volume {volume_id} was not created by {self.driver.driver_name} (no ownership tag); "
+                    f"volume {volume_id} was not created by {self.driver.driver_name}: {reason}; "
                     "refusing to delete it (see --allow-foreign-volume-delete)"
                 )
             attached = [a.instance_id for a in volume.attachments if a.state != "detached"]

@@ -34,6 +34,7 @@ from provisioner.controller.common import (
     owner_filter,
     ownership_tags,
     owns,
+    why_not_owned,
 )
 from provisioner.errors import (
     AlreadyExists,
@@ -176,9 +177,10 @@ class Snapshotter:
             except NotFound:
                 return  # CSI: deleting a snapshot that does not exist → OK
             if not is_owned_snapshot(snapshot, self.driver) and not self.config.allow_foreign_volume_delete:
+                reason = why_not_owned(snapshot.tags, self.driver, TAG_SNAPSHOT_NAME)
                 raise FailedPrecondition(
-                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name} (no ownership "
-                    "tag); refusing to delete it (see --allow-foreign-volume-delete)"
+                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name}: {reason}; "
+                    "refusing to delete it (see --allow-foreign-volume-delete)"
                 )
             self._check_not_restoring(snapshot_id)
             try:
