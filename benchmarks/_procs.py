@@ -38,9 +38,9 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
 
 @contextmanager
 def simulator(args: Sequence[str]) -> Iterator[dict[str, Any]]:
-    """``python -m provisioner.aws.sim`` on a free port; yields its JSON description line."""
+    """``python -m provisioner.embedded.ec2`` on a free port; yields its JSON description line."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "provisioner.aws.sim", "--port", "0", *args],
+        [sys.executable, "-m", "provisioner.embedded.ec2", "--port", "0", *args],
         stdout=subprocess.PIPE,
         text=True,
         env=BENCH_ENV,

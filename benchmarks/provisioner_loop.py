@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from provisioner.kube.fakeapi import FakeApiServer
-from provisioner.kube.memory import MemoryKube
+from provisioner.embedded.kube.fakeapi import FakeApiServer
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.model import ZONE_KEY
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.kube import (
@@ -255,8 +255,8 @@ def over_http(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def child(url: str, workers: int) -> None:
+    from provisioner.embedded.kube.fakeapi import kubeconfig_for
     from provisioner.kube.client import KubeClient, load_configuration
-    from provisioner.kube.fakeapi import kubeconfig_for
 
     config_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-kubeconfig-{os.getpid()}"
     config_file.write_text(kubeconfig_for(url))

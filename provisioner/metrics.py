@@ -9,11 +9,13 @@ existing dashboards translate by prefix):
 - ``zonal_inflight_operations{kind}``
 - ``zonal_provisioner_queue_depth{queue}``, ``zonal_provisioner_claim_duration_seconds{result}``
 
-This module records numbers only; serving them over HTTP is the CLI's job.
+This module records numbers only; serving them over HTTP is the CLI's job. It is the only module that
+imports ``prometheus_client`` (an import-linter contract): the others report through small protocols.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -78,6 +80,13 @@ class Metrics:
             self.ec2_errors.labels(request, error).inc()
         if throttled:
             self.ec2_throttles.labels(request).inc()
+
+    def watch_queue_depth(self, queue: str, depth: Callable[[], int]) -> None:
+        # Read at scrape time, so the gauge is never stale.
+        self.queue_depth.labels(queue).set_function(depth)
+
+    def observe_claim(self, result: str, seconds: float) -> None:
+        self.claim_seconds.labels(result).observe(seconds)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -169,6 +169,7 @@ class VolumeSpec:
     multi_attach: bool = False
     snapshot_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    initialization_rate: int | None = None  # MiB/s (EC2's VolumeInitializationRate), with snapshot_id only
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Snapshot:
     state: str  # pending | completed | error
     created_at: float = 0.0  # epoch seconds
     tags: Mapping[str, str] = field(default_factory=dict)
+    progress: int = 0  # percent EC2 reports done (``Progress``); 100 once completed
 
     @property
     def ready(self) -> bool:

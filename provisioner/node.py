@@ -57,6 +57,8 @@ _FORMAT_KEYS = {
     "ext4clustersize": ("ext4_cluster_size", {"ext4"}),
 }
 _BIGALLOC_KEY = "ext4bigalloc"
+# Boolean ext4 features: volume_context key → FormatOptions field.
+_EXT4_FEATURES = {_BIGALLOC_KEY: "ext4_bigalloc", "ext4encryptionsupport": "ext4_encrypt"}
 
 # ext3/ext4 grow before mounting at stage (no online-resize privilege needed, nothing writing);
 # xfs grows only while mounted.
@@ -71,6 +73,7 @@ class NodeConfig:
     zone: str = ""  # overrides the availability zone from metadata
     instance_type: str = ""  # overrides the instance type from metadata
     volume_attach_limit: int | None = None  # overrides the computed max_volumes_per_node
+    reserved_volume_attachments: int | None = None  # replaces the devices counted at start
     metadata_sources: tuple[str, ...] = DEFAULT_METADATA_SOURCES
 
     def __post_init__(self) -> None:
@@ -197,14 +200,16 @@ def format_options(fs_type: str, volume_context: Mapping[str, str]) -> FormatOpt
         if fs_type not in fs_types:
             raise InvalidArgument(f"{key} cannot be used with fs type {fs_type}")
         values[attr] = int(raw)
-    raw_bigalloc = volume_context.get(_BIGALLOC_KEY)
-    if raw_bigalloc is not None:
-        if raw_bigalloc.lower() not in ("true", "false"):
-            raise InvalidArgument(f"{_BIGALLOC_KEY} must be true or false, not {raw_bigalloc!r}")
-        if raw_bigalloc.lower() == "true":
+    for key, attr in _EXT4_FEATURES.items():
+        raw_flag = volume_context.get(key)
+        if raw_flag is None:
+            continue
+        if raw_flag.lower() not in ("true", "false"):
+            raise InvalidArgument(f"{key} must be true or false, not {raw_flag!r}")
+        if raw_flag.lower() == "true":
             if fs_type != "ext4":
-                raise InvalidArgument(f"{_BIGALLOC_KEY} cannot be used with fs type {fs_type}")
-            values["ext4_bigalloc"] = True
+                raise InvalidArgument(f"{key} cannot be used with fs type {fs_type}")
+            values[attr] = True
     if "ext4_cluster_size" in values and not values.get("ext4_bigalloc"):
         raise InvalidArgument("ext4clustersize needs ext4bigalloc=true")
     return FormatOptions(**values)  # type: ignore[arg-type]
@@ -230,7 +235,9 @@ class NodeCore:
         self.log = logger or logging.getLogger(__name__)
         self.inflight = InFlight()
         # Computed once: the devices attached at start are part of the rule.
-        self._max_volumes = max_volumes(metadata, config.volume_attach_limit)
+        self._max_volumes = max_volumes(
+            metadata, config.volume_attach_limit, config.reserved_volume_attachments
+        )
 
     # -- info ---------------------------------------------------------------------------------
 

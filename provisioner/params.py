@@ -16,7 +16,15 @@ Documented choices:
   the type's IOPS-per-GiB ratio; below the type's minimum it is raised only with
   ``allowAutoIOPSPerGBIncrease=true``, otherwise INVALID_ARGUMENT.
 * ``csi.storage.k8s.io/fstype`` is accepted (older StorageClasses carry it) and ignored: the fs type
-  comes from the volume capability.
+  comes from the volume capability. The deprecated ``blockExpress`` and bare ``fsType`` are accepted as
+  no-ops and reported in :attr:`CreateParameters.deprecated` (the core logs them).
+* ``tagSpecification_N`` values are templates (:mod:`provisioner.tagtemplate`) over ``.PVCName``,
+  ``.PVCNamespace`` and ``.PVName`` (the provisioner's ``--extra-create-metadata`` keys).
+* VolumeAttributesClass keys given at creation (``mutable_parameters``) override ``type``, ``iops`` and
+  ``throughput`` (the deprecated ``volumeType`` too, unless ``type`` is there); their
+  ``tagSpecification_N`` tags are added over the StorageClass's by tag key, not by parameter name.
+* ``volumeInitializationRate`` (100–300 MiB/s, EC2's range) is sent only for volumes restored from a
+  snapshot: one StorageClass serves blank and restored claims alike, and EC2 refuses it without one.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from provisioner import tagtemplate
 from provisioner.errors import InvalidArgument, OutOfRange, shown
 from provisioner.model import (
     GIB,
@@ -55,6 +64,24 @@ KEY_FS_TYPE = "csi.storage.k8s.io/fstype"
 KEY_PVC_NAME = "csi.storage.k8s.io/pvc/name"
 KEY_PVC_NAMESPACE = "csi.storage.k8s.io/pvc/namespace"
 KEY_PV_NAME = "csi.storage.k8s.io/pv/name"
+KEY_ALLOW_IOPS_ON_MODIFY = "allowautoiopsincreaseonmodify"
+KEY_INIT_RATE = "volumeinitializationrate"
+KEY_BLOCK_ATTACH = "blockattachuntilinitialized"
+KEY_VOLUME_TYPE_DEPRECATED = "volumetype"  # VolumeAttributesClass's old name for "type"
+KEY_TAG_DELETION_PREFIX = "tagdeletion_"
+_DEPRECATED_NO_OPS = {"blockexpress": "blockExpress", "fstype": "fsType"}
+INIT_RATE_RANGE = (100, 300)  # MiB/s, EC2's VolumeInitializationRate
+
+# volume_context key telling ControllerPublish to wait until a restored volume is initialized.
+CONTEXT_BLOCK_ATTACH = KEY_BLOCK_ATTACH
+
+# Template fields of tag values: field → the parameter carrying its value.
+VOLUME_FIELDS = {"PVCName": KEY_PVC_NAME, "PVCNamespace": KEY_PVC_NAMESPACE, "PVName": KEY_PV_NAME}
+SNAPSHOT_FIELDS = {
+    "VolumeSnapshotName": "csi.storage.k8s.io/volumesnapshot/name",
+    "VolumeSnapshotNamespace": "csi.storage.k8s.io/volumesnapshot/namespace",
+    "VolumeSnapshotContentName": "csi.storage.k8s.io/volumesnapshotcontent/name",
+}
 
 # Tags the PVC/PV keys become (aws-ebs-csi-driver's names, so tooling that reads them keeps working).
 TAG_PVC_NAME = "kubernetes.io/created-for/pvc/name"
@@ -69,6 +96,7 @@ CONTEXT_BYTES_PER_INODE = "bytesperinode"
 CONTEXT_NUMBER_OF_INODES = "numberofinodes"
 CONTEXT_EXT4_BIGALLOC = "ext4bigalloc"
 CONTEXT_EXT4_CLUSTER_SIZE = "ext4clustersize"
+CONTEXT_EXT4_ENCRYPTION = "ext4encryptionsupport"
 FORMAT_OPTION_KEYS = (
     CONTEXT_BLOCK_SIZE,
     CONTEXT_INODE_SIZE,
@@ -76,6 +104,7 @@ FORMAT_OPTION_KEYS = (
     CONTEXT_NUMBER_OF_INODES,
     CONTEXT_EXT4_BIGALLOC,
     CONTEXT_EXT4_CLUSTER_SIZE,
+    CONTEXT_EXT4_ENCRYPTION,
 )
 _PARAM_NAMES = {
     CONTEXT_BLOCK_SIZE: "blockSize",
@@ -84,7 +113,9 @@ _PARAM_NAMES = {
     CONTEXT_NUMBER_OF_INODES: "numberOfInodes",
     CONTEXT_EXT4_BIGALLOC: "ext4BigAlloc",
     CONTEXT_EXT4_CLUSTER_SIZE: "ext4ClusterSize",
+    CONTEXT_EXT4_ENCRYPTION: "ext4EncryptionSupport",
 }
+_BOOL_FORMAT_OPTIONS = frozenset({CONTEXT_EXT4_BIGALLOC, CONTEXT_EXT4_ENCRYPTION})
 _EXT_OPTIONS = frozenset(
     {CONTEXT_BLOCK_SIZE, CONTEXT_INODE_SIZE, CONTEXT_BYTES_PER_INODE, CONTEXT_NUMBER_OF_INODES}
 )
@@ -92,7 +123,7 @@ _EXT_OPTIONS = frozenset(
 FS_FORMAT_OPTIONS: Mapping[str, frozenset[str]] = {
     "ext2": _EXT_OPTIONS,
     "ext3": _EXT_OPTIONS,
-    "ext4": _EXT_OPTIONS | {CONTEXT_EXT4_BIGALLOC, CONTEXT_EXT4_CLUSTER_SIZE},
+    "ext4": _EXT_OPTIONS | {CONTEXT_EXT4_BIGALLOC, CONTEXT_EXT4_CLUSTER_SIZE, CONTEXT_EXT4_ENCRYPTION},
     "xfs": frozenset({CONTEXT_BLOCK_SIZE, CONTEXT_INODE_SIZE}),
 }
 
@@ -140,8 +171,11 @@ class CreateParameters:
     kms_key_id: str = ""
     # tagSpecification_N and the PVC/PV names, as tags to write on the volume.
     tags: Mapping[str, str] = field(default_factory=dict)
-    # Filesystem format options for the node (keys from FORMAT_OPTION_KEYS).
+    # Filesystem format options for the node (keys from FORMAT_OPTION_KEYS), blockAttachUntilInitialized.
     volume_context: Mapping[str, str] = field(default_factory=dict)
+    initialization_rate: int | None = None  # MiB/s, for volumes restored from a snapshot
+    auto_iops_on_modify: bool = False  # allowAutoIOPSIncreaseOnModify: raise IOPS with size on expansion
+    deprecated: tuple[str, ...] = ()  # deprecated keys given (accepted as no-ops), for one log line
 
 
 def merge_mutable(parameters: Mapping[str, str], mutable_parameters: Mapping[str, str]) -> dict[str, str]:
@@ -158,8 +192,13 @@ def merge_mutable(parameters: Mapping[str, str], mutable_parameters: Mapping[str
     return merged
 
 
-def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
-    """Validate CreateVolume ``parameters``. Raises InvalidArgument naming the first bad key."""
+def parse_parameters(
+    parameters: Mapping[str, str], mutable_parameters: Mapping[str, str] | None = None
+) -> CreateParameters:
+    """Validate CreateVolume ``parameters`` (and the VolumeAttributesClass's ``mutable_parameters``,
+    which win). Raises InvalidArgument naming the first bad key."""
+    deprecated: list[str] = []
+    parameters, vac_specs = _overlay_mutable(parameters, mutable_parameters or {}, deprecated)
     seen: dict[str, str] = {}
     for key in parameters:
         lower = key.lower()
@@ -176,6 +215,9 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
     kms_key_id = ""
     tags: dict[str, str] = {}
     context: dict[str, str] = {}
+    specs: list[tuple[str, str]] = []
+    init_rate: int | None = None
+    auto_iops_on_modify = False
 
     for key, value in parameters.items():
         lower = key.lower()
@@ -199,15 +241,28 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
         elif lower == KEY_KMS_KEY_ID:
             kms_key_id = value.strip()
         elif lower.startswith(KEY_TAG_SPEC_PREFIX) and len(lower) > len(KEY_TAG_SPEC_PREFIX):
-            tag_key, tag_value = _tag_spec(key, value)
-            tags[tag_key] = tag_value
+            specs.append((key, value))  # a template: rendered once every field is known
+        elif lower == KEY_ALLOW_IOPS_ON_MODIFY:
+            auto_iops_on_modify = _bool(key, value)
+        elif lower == KEY_INIT_RATE:
+            init_rate = positive_int(key, value)
+            if not INIT_RATE_RANGE[0] <= init_rate <= INIT_RATE_RANGE[1]:
+                raise InvalidArgument(
+                    f"parameter {shown(key)}: {init_rate} MiB/s is outside EC2's "
+                    f"{INIT_RATE_RANGE[0]}-{INIT_RATE_RANGE[1]} MiB/s"
+                )
+        elif lower == KEY_BLOCK_ATTACH:
+            if _bool(key, value):
+                context[CONTEXT_BLOCK_ATTACH] = "true"
+        elif lower in _DEPRECATED_NO_OPS:
+            deprecated.append(_DEPRECATED_NO_OPS[lower])
         elif lower in _METADATA_TAGS:
             if value:
                 tags[_METADATA_TAGS[lower]] = value
         elif lower == KEY_FS_TYPE:
             pass  # the capability's fs_type decides; accepted for old StorageClasses
         elif lower in _PARAM_NAMES:
-            if lower == CONTEXT_EXT4_BIGALLOC:
+            if lower in _BOOL_FORMAT_OPTIONS:
                 context[lower] = "true" if _bool(key, value) else "false"
             else:
                 context[lower] = str(positive_int(key, value))
@@ -236,6 +291,10 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
             )
     if CONTEXT_EXT4_CLUSTER_SIZE in context and context.get(CONTEXT_EXT4_BIGALLOC) != "true":
         raise InvalidArgument(f"parameter {shown(seen[CONTEXT_EXT4_CLUSTER_SIZE])} needs ext4BigAlloc=true")
+    fields = template_fields(parameters, VOLUME_FIELDS)
+    for key, value in [*specs, *vac_specs]:  # the VolumeAttributesClass's tags win by tag key
+        tag_key, tag_value = render_tag_spec(key, value, fields)
+        tags[tag_key] = tag_value
     return CreateParameters(
         volume_type=volume_type,
         iops=iops,
@@ -246,7 +305,57 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
         kms_key_id=kms_key_id,
         tags=tags,
         volume_context=context,
+        initialization_rate=init_rate,
+        auto_iops_on_modify=auto_iops_on_modify,
+        deprecated=tuple(deprecated),
     )
+
+
+def _overlay_mutable(
+    parameters: Mapping[str, str], mutable: Mapping[str, str], deprecated: list[str]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """``parameters`` with the VolumeAttributesClass's ``type``/``iops``/``throughput`` laid over them
+    (CSI 1.11: mutable_parameters win) and its tag specifications apart. Unknown mutable keys are
+    INVALID_ARGUMENT; ``tagDeletion_N`` has nothing to delete on a new volume and is skipped."""
+    merged = dict(parameters)
+    specs: list[tuple[str, str]] = []
+    lowered = {k.lower() for k in mutable}
+    for key, value in mutable.items():
+        lower = key.lower()
+        if lower == KEY_VOLUME_TYPE_DEPRECATED:
+            deprecated.append("volumeType")
+            if KEY_TYPE in lowered:
+                continue  # the preferred key wins, as in aws-ebs-csi-driver
+            key, lower = KEY_TYPE, KEY_TYPE
+        if lower in (KEY_TYPE, KEY_IOPS, KEY_THROUGHPUT) or lower in _METADATA_TAGS:
+            merged = merge_mutable(merged, {key: value})
+        elif lower.startswith(KEY_TAG_SPEC_PREFIX) and len(lower) > len(KEY_TAG_SPEC_PREFIX):
+            specs.append((key, value))
+        elif not (lower.startswith(KEY_TAG_DELETION_PREFIX) and len(lower) > len(KEY_TAG_DELETION_PREFIX)):
+            # CSI: an unsupported mutable parameter → INVALID_ARGUMENT.
+            raise InvalidArgument(f"unknown mutable parameter {shown(key)}")
+    return merged, specs
+
+
+def template_fields(parameters: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, str]:
+    """The values of a kind's template fields (``VOLUME_FIELDS``/``SNAPSHOT_FIELDS``) found in
+    ``parameters`` (case-insensitive); a field the sidecar did not send is empty."""
+    by_lower = {k.lower(): v for k, v in parameters.items()}
+    return {name: by_lower.get(source, "") for name, source in fields.items()}
+
+
+def render_tag_spec(key: str, value: str, fields: Mapping[str, str]) -> tuple[str, str]:
+    """A ``tagSpecification_N`` value ``key=template`` → (tag key, rendered value), checked like a
+    plain one. A template that does not parse, names an unknown field or fails → InvalidArgument
+    naming the parameter ``key``."""
+    tag_key, sep, raw = value.partition("=")
+    if not sep:
+        return _tag_spec(key, value)  # raises: not key=value
+    try:
+        rendered = tagtemplate.render(raw, fields, max_output=256)
+    except tagtemplate.TemplateError as e:
+        raise InvalidArgument(f"parameter {shown(key)}: tag value {shown(raw)}: {e}") from None
+    return _tag_spec(key, f"{tag_key}={rendered}")
 
 
 def validate_format_options(context: Mapping[str, str], capabilities: Sequence[VolumeCapability]) -> None:

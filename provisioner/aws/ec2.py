@@ -30,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioner.aws import convert
 from provisioner.aws.batcher import Batcher, BatchSettings
+from provisioner.aws.ebs_extras import EbsExtras
 from provisioner.aws.errors import (
     error_code,
     is_dry_run_success,
@@ -72,8 +73,9 @@ ID_BATCH = 200  # ids per filter value list; a conservative size, EC2 documents 
 _GONE = frozenset({VolumeState.DELETING, VolumeState.DELETED})
 
 
-class Ec2Cloud:
-    """The EC2 adapter. Thread-safe: boto3 clients are, and the zone cache takes a lock."""
+class Ec2Cloud(EbsExtras):
+    """The EC2 adapter. Thread-safe: boto3 clients are, and the zone cache takes a lock. Fast snapshot
+    restores, snapshot locks and volume status come from :class:`EbsExtras`."""
 
     def __init__(self, client: EC2Client, region: str, batching: BatchSettings | None = None) -> None:
         self._ec2 = client
@@ -148,6 +150,8 @@ class Ec2Cloud:
         request = _volume_request(spec, client_token, AvailabilityZone=zone)
         if spec.snapshot_id:
             request["SnapshotId"] = spec.snapshot_id
+            if spec.initialization_rate:
+                request["VolumeInitializationRate"] = spec.initialization_rate
         with translated(f"volume {spec.name!r} in {zone}"):
             raw = self._ec2.create_volume(**request)
         return convert.to_volume(raw)
@@ -298,9 +302,13 @@ class Ec2Cloud:
 
     # Snapshots.
 
-    def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
+    def create_snapshot(
+        self, volume_id: str, tags: Mapping[str, str], description: str, outpost_arn: str = ""
+    ) -> Snapshot:
         _check_volume_id(volume_id)
         request: dict[str, Any] = {"VolumeId": volume_id, "Description": description}
+        if outpost_arn:
+            request["OutpostArn"] = outpost_arn
         if tags:
             request["TagSpecifications"] = convert.tag_specifications("snapshot", tags)
         with translated(f"snapshot of volume {volume_id}"):

@@ -24,8 +24,10 @@ COMMAND_MODULES = (
     "provisioner.cli.provision",
     "provisioner.cli.csi",
     "provisioner.cli.explain",
+    "provisioner.cli.doctor",
+    "provisioner.cli.relocate",
     "provisioner.cli.translate",
-    "provisioner.cli.demo",
+    "provisioner.cli.embedded_entry",
 )
 
 

@@ -1,6 +1,7 @@
 """Node-service flags and the builder that turns them into a ready :class:`NodeService`.
 
-``add_args`` adds ``--node-id --zone --instance-type --volume-attach-limit --metadata-sources``;
+``add_args`` adds ``--node-id --zone --instance-type --volume-attach-limit
+--reserved-volume-attachments --metadata-sources``;
 ``build_node_service`` resolves where the node is (refusing to start, with the sources tried, when it
 cannot tell), wires the Linux mounter and the sysfs device resolver into a :class:`NodeCore`. The only
 environment read is ``CSI_NODE_NAME`` (for the Kubernetes metadata source).
@@ -46,6 +47,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _non_negative(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
+    return n
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("node service")
     g.add_argument("--node-id", default="", help="instance id to report (overrides metadata)")
@@ -58,6 +66,13 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         type=_positive,
         default=None,
         help="max_volumes_per_node to report instead of the limit computed from the instance type",
+    )
+    g.add_argument(
+        "--reserved-volume-attachments",
+        type=_non_negative,
+        default=None,
+        help="attachments held by the system (root disk…), subtracted from the computed limit instead of "
+        "the devices attached at start; ignored with --volume-attach-limit",
     )
     g.add_argument(
         "--metadata-sources",
@@ -74,6 +89,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         zone=args.zone,
         instance_type=args.instance_type,
         volume_attach_limit=args.volume_attach_limit,
+        reserved_volume_attachments=args.reserved_volume_attachments,
         metadata_sources=tuple(args.metadata_sources),
     )
 

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 
 from provisioner import __version__
-from provisioner.cli import CliError, cloud, embedded, node
+from provisioner.cli import CliError, cloud, embedded_entry, node
 from provisioner.cli.http import HttpEndpoint
 from provisioner.cli.logs import add_logging_args
 from provisioner.config import (
@@ -24,6 +24,7 @@ from provisioner.config import (
     validate_driver_name,
 )
 from provisioner.controller import ControllerCore
+from provisioner.controller.drivertags import check_extra_tags
 from provisioner.csi.controller_service import ControllerService
 from provisioner.csi.health import add_health_service
 from provisioner.csi.identity import IdentityService
@@ -54,6 +55,10 @@ def _tags(value: str) -> dict[str, str]:
         if not sep or not key.strip():
             raise argparse.ArgumentTypeError(f"--extra-tags: {item!r} is not key=value")
         out[key.strip()] = val.strip()
+    try:
+        check_extra_tags(out)  # values are templates, as aws-ebs-csi-driver's
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return out
 
 
@@ -80,7 +85,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         if mode in ("controller", "all"):
             g = p.add_argument_group("controller service")
             g.add_argument("--cluster-id", default="", help="tags volumes kubernetes.io/cluster/ID=owned")
-            g.add_argument("--extra-tags", type=_tags, default={}, help="k=v,... added to every volume")
+            g.add_argument(
+                "--extra-tags",
+                type=_tags,
+                default={},
+                help="k=v,... added to every volume and snapshot; v may be a template ({{ .PVCName }})",
+            )
+            g.add_argument(
+                "--k8s-tag-cluster-id",
+                default="",
+                help="tags volumes and snapshots kubernetes.io/cluster/ID=owned, Name=ID-dynamic-<name>, "
+                "KubernetesCluster=ID (as aws-ebs-csi-driver)",
+            )
             g.add_argument(
                 "--default-zone",
                 default="",
@@ -99,20 +115,26 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 "finds volumes of that name made by other tools, at one more EC2 call per volume",
             )
         cloud.add_args(p)
-        embedded.add_args(p)
+        embedded_entry.add_args(p)
         if mode in ("node", "all"):
             node.add_args(p)
         p.set_defaults(func=run, mode=mode)
 
 
-def run(args: argparse.Namespace) -> int:
-    mode: str = args.mode
-    driver = DriverConfig(
+def driver_config(args: argparse.Namespace) -> DriverConfig:
+    """The driver's identity and tagging flags (node mode has no tagging flags)."""
+    return DriverConfig(
         driver_name=args.driver_name,
         vendor_version=__version__,
         cluster_id=getattr(args, "cluster_id", ""),
         extra_tags=getattr(args, "extra_tags", {}),
+        k8s_tag_cluster_id=getattr(args, "k8s_tag_cluster_id", ""),
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    mode: str = args.mode
+    driver = driver_config(args)
     metrics = Metrics()
     cleanups: list[Callable[[], None]] = []
     probe: Callable[[], None] | None = None
@@ -128,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
         if cloud_config is not None and cloud_config.kind == "embedded":
             zones = tuple(z.strip() for z in args.embedded_zones.split(",") if z.strip())
             try:
-                emb = embedded.build_embedded(
+                emb = embedded_entry.build_embedded(
                     cloud_config.region,
                     zones,
                     getattr(args, "zone", ""),

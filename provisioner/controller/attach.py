@@ -3,7 +3,9 @@
 Device names: EC2 wants the caller to pick a free device name. A fixed list (``/dev/xvdaa`` …
 ``/dev/xvdzz``, as aws-ebs-csi-driver) is walked in order under a lock per instance; names in the
 instance's block-device mappings, names reserved by attachments still in flight, and — last of all —
-names that got stuck in ``attaching`` before are skipped. Over ports only: no boto3, no grpc.
+names that got stuck in ``attaching`` before are skipped. A volume whose class set
+``blockAttachUntilInitialized`` is published only once it is initialized (see :mod:`.initialization`).
+Over ports only: no boto3, no grpc.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from provisioner.controller.common import (
     check_capability,
     wants_multi_attach,
 )
+from provisioner.controller.initialization import await_initialized
 from provisioner.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -88,6 +91,7 @@ class Attacher:
                 )
             mine = _attachment(volume, node_id)
             if mine is not None and mine.state in PUBLISHED_STATES:
+                await_initialized(self.cloud, self.waiter, volume, context, until)
                 return {PUBLISH_CONTEXT_DEVICE_PATH: mine.device}  # CSI: already published → same answer
             if mine is not None and mine.state == "detaching":
                 raise OperationInProgress(
@@ -102,6 +106,7 @@ class Attacher:
                 device = self._wait_attached(volume_id, node_id, device, until)
             finally:
                 self._release(node_id, device)
+            await_initialized(self.cloud, self.waiter, volume, context, until)
             return {PUBLISH_CONTEXT_DEVICE_PATH: device}
 
     def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:

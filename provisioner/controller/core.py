@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 
 from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
+from provisioner.controller import drivertags
 from provisioner.controller.attach import Attacher
 from provisioner.controller.common import (
     ControllerCapability,
@@ -125,8 +126,8 @@ class ControllerCore:
         self.waiter = Waiter(clock, config)
         self.inflight = InFlight()
         self.attacher = Attacher(cloud, self.waiter, config, self.inflight, self.log)
-        self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log)
-        self.modifier = Modifier(cloud, self.waiter, config, self.log)
+        self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log, clock)
+        self.modifier = Modifier(cloud, self.waiter, config, self.log, driver.driver_name)
         self.sources = Sources(cloud, self.waiter, driver, self.log)
         self.tokens = ClientTokens(clock, config.token_mismatch_grace)
         self.recent = RecentVolumes(clock, config.validate_cache_seconds)
@@ -154,7 +155,9 @@ class ControllerCore:
         for capability in capabilities:
             check_capability(capability)
         # CSI 1.11: mutable_parameters (the VolumeAttributesClass) win over parameters.
-        parsed = P.parse_parameters(P.merge_mutable(parameters, mutable_parameters))
+        parsed = P.parse_parameters(parameters, mutable_parameters)
+        for key in parsed.deprecated:
+            self.log.info("volume %s: parameter %s is deprecated and has no effect", name, key)
         P.validate_format_options(parsed.volume_context, capabilities)
         multi_attach = any(wants_multi_attach(c) for c in capabilities)
         if multi_attach and parsed.volume_type != "io2":
@@ -165,8 +168,9 @@ class ControllerCore:
         plan = self.sources.plan(source, requirement)
         size_gib = size_for(capacity, parsed.volume_type, plan)
         tags = {
-            **self.driver.extra_tags,
+            **drivertags.volume_driver_tags(self.driver, name, parameters),
             **parsed.tags,
+            **drivertags.auto_iops_tags(self.driver, parsed),
             **plan.tags,
             **ownership_tags(self.driver),
             TAG_VOLUME_NAME: name,
@@ -183,6 +187,7 @@ class ControllerCore:
             multi_attach=multi_attach,
             snapshot_id=plan.snapshot_id,
             tags=tags,
+            initialization_rate=parsed.initialization_rate if plan.snapshot_id or plan.clone_of else None,
         )
         until = self.waiter.deadline(deadline)
         with self.inflight.guard(f"create:{name}", f"creating volume {name}"):

@@ -15,6 +15,8 @@ Documented choices:
   deletes are allowed (the same switch as for volumes), and one that a volume is being restored from.
 * A snapshot found by name in EC2's ``error`` state is deleted and the call answers UNAVAILABLE, so the
   retry creates a fresh one.
+* VolumeSnapshotClass keys (tags, fast snapshot restores, Outpost, lock) are parsed in
+  :mod:`.snapclass`; fast restores and the lock run after CreateSnapshot, in :mod:`.snapshot_steps`.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ import logging
 import threading
 from collections.abc import Iterator, Mapping
 
-from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
+from provisioner.controller import drivertags, snapshot_steps
 from provisioner.controller.common import (
     InFlight,
     check_tag_count,
@@ -36,6 +38,12 @@ from provisioner.controller.common import (
     owns,
     why_not_owned,
 )
+from provisioner.controller.snapclass import (
+    TAG_SNAPSHOT_CONTENT_NAME as TAG_SNAPSHOT_CONTENT_NAME,  # re-exported: the tags a snapshot gets
+)
+from provisioner.controller.snapclass import TAG_SNAPSHOT_OBJECT_NAME as TAG_SNAPSHOT_OBJECT_NAME
+from provisioner.controller.snapclass import TAG_SNAPSHOT_OBJECT_NAMESPACE as TAG_SNAPSHOT_OBJECT_NAMESPACE
+from provisioner.controller.snapclass import SnapshotClass, parse_snapshot_class
 from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -46,43 +54,13 @@ from provisioner.errors import (
     shown,
 )
 from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState, is_snapshot_id
+from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.cloud import Cloud
 
 # Marks the intermediate snapshot of a snapshot-then-restore clone (see sources.py); never listed.
 TAG_INTERMEDIATE = "zonal.dev/intermediate"
 
 _LIST_PAGE = 1000
-
-# CreateSnapshot parameter keys (lower case): the snapshotter's extra metadata and tag specifications.
-KEY_SNAPSHOT_NAME = "csi.storage.k8s.io/volumesnapshot/name"
-KEY_SNAPSHOT_NAMESPACE = "csi.storage.k8s.io/volumesnapshot/namespace"
-KEY_SNAPSHOT_CONTENT_NAME = "csi.storage.k8s.io/volumesnapshotcontent/name"
-# The tags they become (aws-ebs-csi-driver's names, so tooling that reads them keeps working).
-TAG_SNAPSHOT_OBJECT_NAME = "kubernetes.io/created-for/volumesnapshot/name"
-TAG_SNAPSHOT_OBJECT_NAMESPACE = "kubernetes.io/created-for/volumesnapshot/namespace"
-TAG_SNAPSHOT_CONTENT_NAME = "kubernetes.io/created-for/volumesnapshotcontent/name"
-_METADATA_TAGS = {
-    KEY_SNAPSHOT_NAME: TAG_SNAPSHOT_OBJECT_NAME,
-    KEY_SNAPSHOT_NAMESPACE: TAG_SNAPSHOT_OBJECT_NAMESPACE,
-    KEY_SNAPSHOT_CONTENT_NAME: TAG_SNAPSHOT_CONTENT_NAME,
-}
-
-
-def snapshot_tags(parameters: Mapping[str, str]) -> dict[str, str]:
-    """CreateSnapshot ``parameters`` → tags. Unknown keys are INVALID_ARGUMENT, named."""
-    tags: dict[str, str] = {}
-    for key, value in parameters.items():
-        lower = key.lower()
-        if lower.startswith(P.KEY_TAG_SPEC_PREFIX) and len(lower) > len(P.KEY_TAG_SPEC_PREFIX):
-            tag_key, tag_value = P.parse_tag_spec(key, value)
-            tags[tag_key] = tag_value
-        elif lower in _METADATA_TAGS:
-            if value:
-                tags[_METADATA_TAGS[lower]] = value
-        else:
-            # CSI: invalid or unsupported field in the request → INVALID_ARGUMENT.
-            raise InvalidArgument(f"unknown snapshot parameter {shown(key)}")
-    return tags
 
 
 def is_owned_snapshot(snapshot: Snapshot, driver: DriverConfig) -> bool:
@@ -97,12 +75,14 @@ class Snapshotter:
         config: ControllerConfig,
         inflight: InFlight,
         logger: logging.Logger,
+        clock: Clock | None = None,
     ) -> None:
         self.cloud = cloud
         self.driver = driver
         self.config = config
         self.inflight = inflight
         self.log = logger
+        self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._restoring: collections.Counter[str] = collections.Counter()
 
@@ -125,14 +105,17 @@ class Snapshotter:
             raise InvalidArgument("name is required")
         if not source_volume_id:
             raise InvalidArgument("source_volume_id is required")
-        extra = snapshot_tags(parameters)
+        cls = parse_snapshot_class(parameters, self.clock.time())
+        self._check_zones(cls)
         with self.inflight.guard(f"snapshot:{name}", f"creating snapshot {name}"):
             existing = self.cloud.find_snapshot_by_name(name)
             if existing is not None:
-                return self._existing(existing, name, source_volume_id)
+                existing = self._existing(existing, name, source_volume_id)
+                return snapshot_steps.finish(self.cloud, existing, cls, self.log)
             tags = {
-                **self.driver.extra_tags,
-                **extra,
+                **drivertags.cluster_tags(self.driver, name),
+                **drivertags.extra_tags(self.driver, cls.fields),
+                **cls.tags,
                 **ownership_tags(self.driver),
                 TAG_SNAPSHOT_NAME: name,
             }
@@ -140,10 +123,22 @@ class Snapshotter:
             # CSI: unknown source volume → NOT_FOUND; SnapshotLimitExceeded → RESOURCE_EXHAUSTED
             # (both raised by the port).
             snapshot = self.cloud.create_snapshot(
-                source_volume_id, tags, f"Created by {self.driver.driver_name} for {name}"
+                source_volume_id, tags, f"Created by {self.driver.driver_name} for {name}", cls.outpost_arn
             )
             self.log.info("created snapshot %s (%s) of %s", snapshot.snapshot_id, name, source_volume_id)
-            return snapshot
+            return snapshot_steps.finish(self.cloud, snapshot, cls, self.log)
+
+    def _check_zones(self, cls: SnapshotClass) -> None:
+        """aws-ebs-csi-driver: fast-restore zones the region lacks are refused before any snapshot."""
+        if not cls.fast_restore_zones:
+            return
+        known = {z.name for z in self.cloud.availability_zones()}
+        unknown = [z for z in cls.fast_restore_zones if z not in known]
+        if unknown:
+            raise InvalidArgument(
+                f"parameter {shown(cls.fast_restore_key)}: zone(s) {', '.join(map(shown, unknown))} are not "
+                f"in region {self.cloud.region} (its zones: {', '.join(sorted(known))})"
+            )
 
     def _existing(self, existing: Snapshot, name: str, source_volume_id: str) -> Snapshot:
         if not is_owned_snapshot(existing, self.driver):
@@ -221,7 +216,7 @@ class Snapshotter:
         if not snapshot_id:
             raise InvalidArgument("snapshot_id is required")
         if not is_snapshot_id(snapshot_id):
-            raise NotFound(f"snapshot {snapshot_id} does not exist")  # CSI: does not exist → NOT_FOUND
+            raise NotFound(f"snapshot {shown(snapshot_id)} does not exist")  # CSI: does not exist → NOT_FOUND
         return self.cloud.get_snapshot(snapshot_id)
 
     def list(

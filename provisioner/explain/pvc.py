@@ -345,7 +345,8 @@ def _bound_verdict(report: PvcReport, vol: VolumeInfo) -> Verdict:
         return Verdict(
             CONFLICT,
             f"no schedulable node satisfies PV {vol.pv}'s {vol.pinned_by} ({zones}){why}",
-            f"add or uncordon a node in {zones}, or snapshot the volume and restore it in a zone with nodes",
+            f"add or uncordon a node in {zones}, or move the data to a zone with nodes: zonal relocate pvc "
+            f"{report.namespace}/{report.name} --to-zone ZONE",
         )
     if vol.pinned_by == "zone-labels":
         return Verdict(

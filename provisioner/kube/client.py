@@ -216,11 +216,15 @@ class KubeClient:
             result = self._method(kind, "patch")(*args, patch, _content_type=MERGE_PATCH)
             return _with_kind(kind, self._dict(result))
 
-    def delete(self, kind: Kind, name: str, namespace: str = "") -> None:
+    def delete(self, kind: Kind, name: str, namespace: str = "", uid: str = "") -> None:
         self.limit.take()
         with translated(f"delete {kind.plural}/{name}"):
             args = (name, namespace) if kind.namespaced else (name,)
-            self._method(kind, "delete")(*args)
+            if uid:
+                body = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid))
+                self._method(kind, "delete")(*args, body=body)
+            else:
+                self._method(kind, "delete")(*args)
 
 
 def _with_kind(kind: Kind, obj: Obj) -> Obj:

@@ -5,7 +5,7 @@ on Nitro instances the disk appears as an NVMe namespace whose udev symlink
 ``/dev/disk/by-id/nvme-Amazon_Elastic_Block_Store_vol<id without dash>`` names the volume. Symlinks go
 stale when disks come and go, so before a device is used its serial is checked against the volume id:
 EBS NVMe controllers report ``vol0123…`` as their serial; loop devices of the embedded cloud report
-their backing file's name (which :mod:`provisioner.mount.loopback` sets to the volume id). A device
+their backing file's name (which :mod:`provisioner.embedded.loopback` sets to the volume id). A device
 with a mismatching serial is refused, never formatted. Devices without a serial (Xen ``xvd*``) are
 accepted as EC2 named them.
 

@@ -110,6 +110,8 @@ def ext_args(fs_type: str, o: FormatOptions) -> list[str]:
         args += ["-O", "bigalloc"]
     if o.ext4_cluster_size:
         args += ["-C", str(o.ext4_cluster_size)]
+    if o.ext4_encrypt:
+        args += ["-O", "encrypt"]  # ext4EncryptionSupport: fscrypt-capable filesystem
     return args
 
 

@@ -59,6 +59,7 @@ class FormatOptions:
     number_of_inodes: int | None = None  # ext only
     ext4_bigalloc: bool = False  # ext4 only
     ext4_cluster_size: int | None = None  # ext4 only, needs bigalloc
+    ext4_encrypt: bool = False  # ext4 only: mkfs -O encrypt (ext4EncryptionSupport)
 
 
 class Mounter(Protocol):

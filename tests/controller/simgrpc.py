@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import Delays, SimConfig, Simulator
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import ControllerCore
 from provisioner.csi.controller_service import ControllerService
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.server import Services
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.ports.clock import SystemClock
 from tests.grpcutil import Stubs, channel, running_server
 

@@ -273,3 +273,43 @@ def test_the_window_is_cut_short_by_the_deadline(fake: FakeCloud) -> None:
     before = len(clock.sleeps)
     core.expand_volume(volume_id, _gib(20), MOUNT_RWO, Deadline(clock, 1.5))
     assert clock.sleeps[before:] == [1.5]
+
+
+# allowAutoIOPSIncreaseOnModify: IOPS raised with the size, in the same ModifyVolume, as a floor.
+
+AUTO = {"type": "io2", "iopsPerGB": "50", "allowAutoIOPSIncreaseOnModify": "true"}
+
+
+def test_expansion_raises_iops_in_the_same_modification(
+    ctl: ControllerCore, fake: FakeCloud, gate: GateClock
+) -> None:
+    _open(gate)
+    volume_id = create(ctl, size_gib=10, parameters=AUTO).volume_id
+    ctl.expand_volume(volume_id, CapacityRange(40 * GIB), MOUNT_RWO, None)
+    assert fake.modified == [(volume_id, {"size_gib": 40, "iops": 2000})]
+
+
+def test_without_the_key_expansion_leaves_iops_alone(
+    ctl: ControllerCore, fake: FakeCloud, gate: GateClock
+) -> None:
+    _open(gate)
+    volume_id = create(ctl, size_gib=10, parameters={"type": "io2", "iopsPerGB": "50"}).volume_id
+    ctl.expand_volume(volume_id, CapacityRange(40 * GIB), MOUNT_RWO, None)
+    assert fake.modified == [(volume_id, {"size_gib": 40})]
+
+
+def test_a_higher_class_iops_in_the_same_window_stands(
+    ctl: ControllerCore, fake: FakeCloud, gate: GateClock
+) -> None:
+    volume_id = create(ctl, size_gib=10, parameters=AUTO).volume_id
+    first, first_failures = _in_thread(
+        lambda: ctl.expand_volume(volume_id, CapacityRange(40 * GIB), MOUNT_RWO, None)
+    )
+    assert gate.in_window.wait(5)
+    second, second_failures = _in_thread(lambda: ctl.modify_volume(volume_id, {"iops": "9000"}, None))
+    _wait_for(lambda: ctl.modifier._batches[volume_id].want.get("iops") == 9000)
+    _open(gate)
+    for t in (first, second):
+        t.join(10)
+    assert first_failures == second_failures == []
+    assert fake.modified == [(volume_id, {"size_gib": 40, "iops": 9000})]  # above the 2000 floor

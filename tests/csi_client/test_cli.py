@@ -4,7 +4,6 @@ errors shown by gRPC code name."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -210,15 +209,9 @@ def test_endpoint_from_the_environment(capsys: Cap, driver: Driver, monkeypatch:
 def test_registered_in_zonal_main(capsys: Cap, driver: Driver) -> None:
     from provisioner.cli import main
 
-    root, zonal = logging.getLogger(), logging.getLogger("zonal")
-    saved = (root.handlers[:], root.level, zonal.level)
     capsys.readouterr()
-    try:
-        assert main(["csi", "--endpoint", driver.endpoint, "probe"]) == 0
-    finally:
-        # main() points logging at this test's captured stderr: put it back for the tests after it.
-        root.handlers[:], root.level = saved[0], saved[1]
-        zonal.setLevel(saved[2])
+    # main() points logging at this test's captured stderr; tests/conftest.py puts it back afterwards.
+    assert main(["csi", "--endpoint", driver.endpoint, "probe"]) == 0
     assert capsys.readouterr().out == "ready: true\n"
 
 

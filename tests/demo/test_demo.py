@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,79 @@ def test_a_failing_step_exits_non_zero(tmp_path: Path) -> None:
     assert done.returncode != 0
     assert "Traceback" not in done.stdout + done.stderr
     assert "--dir" in done.stderr
+
+
+def test_relocate_story_moves_a_stuck_volume_and_reads_the_file_back(tmp_path: Path) -> None:
+    done = _demo(tmp_path, "--relocate")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "Traceback" not in done.stderr
+    assert "node-b, the only node in us-east-1b, is drained and deleted" in out
+    assert "error claim-at-risk: PersistentVolumeClaim default/data" in out
+    assert "zonal relocate pvc default/data --to-zone us-east-1a (or us-east-1c)" in out
+    assert "» snapshot: snapshot the source volume" in out and "100%" in out
+    assert "» claim: rebind the claim" in out
+    assert "in us-east-1c (as EC2 reports it)" in out
+    assert "- us-east-1c" in out  # the new PV's nodeAffinity
+    if os.geteuid() == 0:
+        assert "node-c's node plugin mounted it from /dev/loop" in out
+        assert "read 'hello from node-b in us-east-1b'" in out
+    assert "source volume vol-" in out and "deleted" in out
+    assert "steps passed" in out
+    assert _leftovers(tmp_path) == []
+
+
+def test_keep_serves_the_cluster_and_ec2_to_explain_doctor_and_relocate_in_another_shell(
+    tmp_path: Path,
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "KUBECONFIG"}
+    folder = tmp_path / "demo"
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "demo", "--keep", "--dir", str(folder)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    try:
+        assert demo.stdout is not None
+        seen = []
+        for line in demo.stdout:
+            seen.append(line)
+            if "zonal csi --endpoint" in line:
+                break
+        shown = "".join(seen)
+        assert "In another shell, first: . " in shown, shown
+        exports = dict(
+            item.split("=", 1)
+            for item in next(line for line in seen if "export " in line).split("export ")[1].split()
+        )
+        assert set(exports) >= {"KUBECONFIG", "AWS_ENDPOINT_URL_EC2", "AWS_REGION", "AWS_ACCESS_KEY_ID"}
+        assert exports["AWS_ENDPOINT_URL_EC2"].startswith("http://127.0.0.1:")
+        shell = {**env, **exports}
+
+        def zonal(*argv: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "provisioner", *argv],
+                capture_output=True,
+                text=True,
+                env=shell,
+                timeout=120,
+            )
+
+        explained = zonal("explain", "pvc", "default/data")
+        assert explained.returncode == 0, explained.stderr
+        assert "EBS zone: us-east-1b" in explained.stdout  # EC2's answer, through the demo's simulator
+        checked = zonal("doctor")
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "EC2 us-east-1: 1 volume(s)" in checked.stdout
+        moved = zonal("relocate", "pvc", "default/data", "--to-zone", "us-east-1c")
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        assert "relocated: claim default/data is Bound to PV pvc-" in moved.stdout
+        explained = zonal("explain", "pvc", "default/data")
+        assert "EBS zone: us-east-1c" in explained.stdout, explained.stdout
+    finally:
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 0, rest
+    assert _leftovers(tmp_path) == []

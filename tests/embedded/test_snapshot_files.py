@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.cli.embedded import DEFAULT_ZONES, build_embedded
+from provisioner.cli.embedded_entry import DEFAULT_ZONES
+from provisioner.embedded.cloud import build_embedded
+from provisioner.embedded.loopback import LoopBacker
 from provisioner.errors import AlreadyExists, InvalidArgument
-from provisioner.mount.loopback import LoopBacker
 
 MIB = 1024**2
 GIB = 1024**3

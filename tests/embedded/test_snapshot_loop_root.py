@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.mount.loopback import LoopBacker
+from provisioner.embedded.loopback import LoopBacker
 
 pytestmark = [
     pytest.mark.root,

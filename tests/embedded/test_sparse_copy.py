@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.mount.loopback import sparse_copy
+from provisioner.embedded.loopback import sparse_copy
 
 MIB = 1024**2
 

@@ -6,7 +6,6 @@ import argparse
 import io
 import json
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -138,9 +137,7 @@ def test_no_cluster_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.Captur
         "--kubeconfig",
         str(kubeconfig(tmp_path / "kc", f"http://127.0.0.1:{port}")),
     )
-    started = time.monotonic()
     assert args.func(args) == 1
-    assert time.monotonic() - started < 10
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("zonal explain: error:")
 

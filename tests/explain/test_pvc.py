@@ -230,8 +230,8 @@ def test_report_is_plain_data_with_a_known_verdict() -> None:
 
 
 def test_requirements_recorded_on_the_pv_are_shown_as_sent() -> None:
+    from provisioner.embedded.kube.memory import MemoryKube, claim, storage_class, three_zone_cluster
     from provisioner.explain import explain_pvc
-    from provisioner.kube.memory import MemoryKube, claim, storage_class, three_zone_cluster
     from provisioner.model import TopologyRequirement
     from provisioner.ports.kube import Kind
     from provisioner.provisioning.pv import encode_requirement

@@ -1,6 +1,6 @@
 """The in-memory cluster now lives in the package (``zonal demo`` uses it); tests keep their names."""
 
-from provisioner.kube.memory import (
+from provisioner.embedded.kube.memory import (
     ZONE,
     MemoryKube,
     claim,

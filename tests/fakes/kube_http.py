@@ -1,5 +1,5 @@
-"""The HTTP fake API server now lives in the package (:mod:`provisioner.kube.fakeapi`)."""
+"""The HTTP fake API server now lives in the package (:mod:`provisioner.embedded.kube.fakeapi`)."""
 
-from provisioner.kube.fakeapi import FakeApiServer
+from provisioner.embedded.kube.fakeapi import FakeApiServer
 
 __all__ = ["FakeApiServer"]

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.embedded.loopback import LoopBacker
 from provisioner.errors import FailedPrecondition, NotFound
 from provisioner.model import AccessMode, AccessType, VolumeCapability
 from provisioner.mount.devices import SysfsDeviceResolver, read_serial
 from provisioner.mount.linux import LinuxMounter, parse_mountinfo, run
-from provisioner.mount.loopback import LoopBacker
 from provisioner.node import NodeConfig, NodeCore
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.node import FormatOptions, NodeMetadata

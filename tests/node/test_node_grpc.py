@@ -17,10 +17,10 @@ from provisioner.csi._proto import csi_pb2
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.node_service import NodeService
 from provisioner.csi.server import Services
+from provisioner.embedded.loopback import LoopBacker
 from provisioner.model import EBS_ZONE_KEY, GIB, ZONE_KEY
 from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import LinuxMounter, parse_mountinfo, run
-from provisioner.mount.loopback import LoopBacker
 from provisioner.node import NodeConfig, NodeCore
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.node import Mounter, NodeMetadata

@@ -10,7 +10,7 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, OperationInProgress, ResourceExhausted, Unavailable
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import CTRL_CREATE_DELETE_VOLUME, PLUGIN_CONTROLLER_SERVICE, Kind
+from provisioner.ports.kube import CTRL_CREATE_DELETE_VOLUME, PLUGIN_CONTROLLER_SERVICE, Kind, Obj
 from provisioner.provisioning.loop import DriverFacts, ProvisionerLoop, discover_driver, run_provisioner
 from provisioner.provisioning.settings import ProvisionerConfig
 from provisioner.provisioning.workqueue import Backoff
@@ -133,8 +133,16 @@ def test_deletion_with_and_without_attachment(
         "metadata": {"name": "va-1"},
         "spec": {"nodeName": "node-0", "source": {"persistentVolumeName": name}},
     }
+    seen = threading.Event()
+
+    def on_attachment(type_: str, old: Obj | None, new: Obj | None) -> None:
+        if new is not None and new["metadata"]["name"] == "va-1":
+            seen.set()
+
+    # The informer stores an object before it emits the event: once seen, the deleter's view holds it.
+    loop.informers[Kind.VOLUME_ATTACHMENT].handler = on_attachment
     kube.create(Kind.VOLUME_ATTACHMENT, va)
-    time.sleep(0.05)  # let the VolumeAttachment informer see it
+    assert seen.wait(30), "the VolumeAttachment informer never saw va-1"
     kube.set_status(Kind.PV, name, "", {"phase": "Released"})
     wait_for(lambda: any(e["reason"] == "VolumeFailedDelete" for e in kube.objects(Kind.EVENT)))
     assert csi.deletes == [] and kube.find(Kind.PV, name) is not None

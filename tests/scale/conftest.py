@@ -9,8 +9,8 @@ from botocore.config import Config
 from provisioner.aws.batcher import BatchSettings
 from provisioner.aws.client import instrument
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import Simulator
 from provisioner.config import CloudConfig
+from provisioner.embedded.ec2 import Simulator
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

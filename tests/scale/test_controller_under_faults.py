@@ -10,9 +10,9 @@ from collections import Counter
 
 from provisioner.aws.batcher import BatchSettings
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import Delays, Faults, SimConfig, Simulator
 from provisioner.config import CloudConfig, ControllerConfig, DriverConfig
 from provisioner.controller import ControllerCore, CreatedVolume
+from provisioner.embedded.ec2 import Delays, Faults, SimConfig, Simulator
 from provisioner.errors import DeadlineExceeded, Internal, OperationInProgress, Unavailable
 from provisioner.model import GIB, TAG_VOLUME_NAME, ZONE_KEY, CapacityRange, TopologyRequirement
 from provisioner.ports.clock import Deadline, SystemClock, deadline_scope

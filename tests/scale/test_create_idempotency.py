@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import Delays, SimConfig, Simulator
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import ControllerCore, CreatedVolume
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.errors import AlreadyExists, DeadlineExceeded
 from provisioner.model import GIB, TAG_VOLUME_NAME, ZONE_KEY, CapacityRange, TopologyRequirement
 from provisioner.ports.clock import Deadline

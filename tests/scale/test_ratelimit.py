@@ -18,7 +18,7 @@ from provisioner.aws.ratelimit import (
     RetryPolicy,
     install,
 )
-from provisioner.aws.sim import Delays, Faults, SimConfig, Simulator
+from provisioner.embedded.ec2 import Delays, Faults, SimConfig, Simulator
 from provisioner.errors import Unavailable
 from provisioner.ports.clock import Deadline, SystemClock, deadline_scope
 from tests.fakes.clock import FakeClock

@@ -6,9 +6,9 @@ import argparse
 
 import pytest
 
-from provisioner.aws.sim import SimServer, Simulator
 from provisioner.cli import cloud
 from provisioner.config import CloudConfig
+from provisioner.embedded.ec2 import SimServer, Simulator
 from provisioner.errors import NotFound
 
 

@@ -9,7 +9,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from provisioner.aws.sim import Delays, SimConfig, Simulator
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from tests.fakes.clock import FakeClock
 
 if TYPE_CHECKING:

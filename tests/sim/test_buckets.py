@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from provisioner.aws.sim import Delays, SimConfig, Simulator
-from provisioner.aws.sim.buckets import (
+from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
+from provisioner.embedded.ec2.buckets import (
     CREATE_TAGS,
     NON_MUTATING,
     OTHER_MUTATING,

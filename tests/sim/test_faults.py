@@ -7,7 +7,7 @@ import contextlib
 import pytest
 from botocore.exceptions import ClientError
 
-from provisioner.aws.sim import ActionCounts, Delays, Faults, SimConfig, Simulator
+from provisioner.embedded.ec2 import ActionCounts, Delays, Faults, SimConfig, Simulator
 from tests.fakes.clock import FakeClock
 from tests.sim.conftest import NO_RETRY, ZONE_A, code_of, http_status_of
 

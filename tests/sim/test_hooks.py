@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from provisioner.aws.sim import BackerHooks, Delays, SimConfig, Simulator
+from provisioner.embedded.ec2 import BackerHooks, Delays, SimConfig, Simulator
 from tests.fakes.clock import FakeClock
 from tests.sim.conftest import NO_RETRY, ZONE_A, code_of
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from provisioner.aws.sim import Simulator
+from provisioner.embedded.ec2 import Simulator
 from tests.fakes.clock import FakeClock
 from tests.sim.conftest import ZONE_A, ZONE_B, code_of, http_status_of, volume_state
 

@@ -11,8 +11,8 @@ import boto3.session
 import pytest
 from botocore.exceptions import ClientError
 
-from provisioner.aws.sim import SimConfig, SimServer, Simulator
-from provisioner.aws.sim.__main__ import build_parser, config_from
+from provisioner.embedded.ec2 import SimConfig, SimServer, Simulator
+from provisioner.embedded.ec2.__main__ import build_parser, config_from
 from tests.fakes.clock import FakeClock
 from tests.sim.conftest import NO_RETRY, ZONE_A, ZONE_B, code_of, http_status_of
 

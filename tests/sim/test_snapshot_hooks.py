@@ -9,7 +9,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from provisioner.aws.ec2 import Ec2Cloud
-from provisioner.aws.sim import BackerHooks, Delays, SimConfig, Simulator, VolumeHooks
+from provisioner.embedded.ec2 import BackerHooks, Delays, SimConfig, Simulator, VolumeHooks
 from provisioner.errors import Unimplemented
 from provisioner.model import VolumeSpec
 from tests.fakes.clock import FakeClock

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
-from provisioner.aws.sim import SimConfig, Simulator
+from provisioner.embedded.ec2 import SimConfig, Simulator
 from tests.fakes.clock import FakeClock
 from tests.sim.conftest import NO_RETRY, ZONE_A, ZONE_B, code_of, http_status_of
 

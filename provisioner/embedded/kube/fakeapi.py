@@ -1,10 +1,11 @@
-"""The in-memory cluster (:class:`~provisioner.kube.memory.MemoryKube`) served as a Kubernetes API server.
+"""The in-memory cluster (:class:`~.memory.MemoryKube`) served as a Kubernetes API server.
 
 Why it exists: the adapter over the official client must be tested through the client's real code paths
 (URL building, JSON (de)serialization, chunked watch streams, Status errors). This serves the REST
 paths the loop uses: ``/api/v1/...`` and ``/apis/<group>/<version>/...``, namespaced or not; list and
 ``?watch=1`` (one JSON event per line, ``ERROR`` 410 event when the version expired); GET, POST, PUT,
-merge PATCH, DELETE; errors as ``Status`` objects. Run standalone with ``python -m provisioner.kube.fakeapi``.
+merge PATCH, DELETE; errors as ``Status`` objects. Run standalone with
+``python -m provisioner.embedded.kube.fakeapi``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from provisioner.kube.memory import MemoryKube
+from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.ports.kube import (
     Kind,
     KubeAlreadyExists,
@@ -127,8 +128,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self._send(200, self.kube.patch(kind, name, namespace, self._body()))
             elif method == "DELETE":
+                options = self._body()
+                uid = str(((options or {}).get("preconditions") or {}).get("uid") or "")
                 before = self.kube.get(kind, name, namespace)
-                self.kube.delete(kind, name, namespace)
+                self.kube.delete(kind, name, namespace, uid=uid)
                 # Like the API server: the object as it is now (held by finalizers) or as it was.
                 self._send(200, self.kube.find(kind, name, namespace) or before)
         except KubeError as e:

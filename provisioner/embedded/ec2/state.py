@@ -25,8 +25,8 @@ from moto.ec2.exceptions import EC2ClientError, InvalidVolumeAttachmentError, Mi
 from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachment, VolumeModification
 
-from provisioner.aws.sim.config import Delays
-from provisioner.aws.sim.faults import Chance
+from provisioner.embedded.ec2.config import Delays
+from provisioner.embedded.ec2.faults import Chance
 from provisioner.ports.clock import Clock
 
 # --- events for the embedded cloud's hooks (run by the app after a successful answer) ---------------

@@ -13,7 +13,7 @@ import random
 import threading
 from collections.abc import Mapping
 
-from provisioner.aws.sim.config import SimConfig
+from provisioner.embedded.ec2.config import SimConfig
 
 
 class Fault(enum.Enum):

@@ -13,7 +13,7 @@ from typing import Any
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from provisioner.aws.sim.app import Simulator
+from provisioner.embedded.ec2.app import Simulator
 
 
 class _QuietHandler(WSGIRequestHandler):

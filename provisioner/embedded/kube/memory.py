@@ -1,7 +1,7 @@
 """A stateful in-memory Kubernetes API: resourceVersions, watch history, 409 on stale updates, 410 Gone.
 
 Implements :class:`provisioner.ports.kube.KubeApi` for the loop's tests and for ``zonal demo`` (its
-in-memory cluster), and is the state behind the HTTP fake (:mod:`provisioner.kube.fakeapi`) that the
+in-memory cluster), and is the state behind the HTTP fake (:mod:`provisioner.embedded.kube.fakeapi`) that the
 official client talks to. It imports no Kubernetes client. Semantics kept from the real API
 server: one cluster-wide resourceVersion counter; ``replace`` with a stale resourceVersion → conflict;
 ``delete`` of an object with finalizers only sets ``deletionTimestamp``, and the object disappears once
@@ -213,7 +213,7 @@ class MemoryKube:
                 raise KubeNotFound(f'{kind.plural} "{name}" not found')
             return self._store_update(kind, key, merge_patch(current, patch))
 
-    def delete(self, kind: Kind, name: str, namespace: str = "") -> None:
+    def delete(self, kind: Kind, name: str, namespace: str = "", uid: str = "") -> None:
         with self._cond:
             self._check_fault("delete", kind)
             key = self._key(kind, name, namespace)
@@ -221,6 +221,12 @@ class MemoryKube:
             current = self._objects.get(key)
             if current is None:
                 raise KubeNotFound(f'{kind.plural} "{name}" not found')
+            if uid and current["metadata"].get("uid") != uid:
+                # The API server answers a failed precondition with 409 Conflict.
+                raise KubeConflict(
+                    f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                    f"{current['metadata'].get('uid')}"
+                )
             if current["metadata"].get("finalizers"):
                 if not current["metadata"].get("deletionTimestamp"):
                     current["metadata"]["deletionTimestamp"] = time.strftime(

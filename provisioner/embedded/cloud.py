@@ -1,6 +1,6 @@
 """``--cloud embedded``: an in-process simulated EC2 account, so zonal runs with no AWS account.
 
-The simulator (:mod:`provisioner.aws.sim`) validates zones, honours ClientToken and moves volumes
+The simulator (:mod:`provisioner.embedded.ec2`) validates zones, honours ClientToken and moves volumes
 through ``creating → available`` like EC2. One instance is started in it for this process's node.
 When the process may use loop devices (root), every attached volume is backed by a sparse file on a
 loop device (snapshots and the volumes restored from them carry that data), and the loop device is
@@ -12,7 +12,6 @@ code path as on EC2 and really formats and mounts it. State lives in memory and 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -25,44 +24,22 @@ from typing import TYPE_CHECKING
 
 from provisioner.aws.callmetrics import Ec2Observer, install_metrics
 from provisioner.aws.ec2 import Ec2Cloud
+from provisioner.embedded.loopback import LoopBacker
 from provisioner.mount.devices import NVME_BY_ID_PREFIX
-from provisioner.mount.loopback import LoopBacker
 from provisioner.ports.node import NodeMetadata
 
 if TYPE_CHECKING:
-    # The simulator imports moto (~2 s); every `zonal` command imports this module, so the simulator
-    # is imported only when an embedded cloud is built.
-    from provisioner.aws.sim import Simulator
+    # The simulator imports moto (~2 s): it is imported only when an embedded cloud is built.
+    from provisioner.embedded.ec2 import Simulator
 
 log = logging.getLogger("zonal.embedded")
-
-DEFAULT_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
-
-
-def add_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("embedded cloud (--cloud embedded)")
-    g.add_argument(
-        "--embedded-state-dir",
-        default="",
-        help="where the embedded cloud keeps volume backing files (default: a temporary folder)",
-    )
-    g.add_argument(
-        "--embedded-zones",
-        default=",".join(DEFAULT_ZONES),
-        help=f"zones the embedded region offers (default {','.join(DEFAULT_ZONES)})",
-    )
-    g.add_argument(
-        "--embedded-fast",
-        action="store_true",
-        help="EC2 state changes happen at once instead of at AWS's measured speeds",
-    )
 
 
 class LinkingHooks:
     """BackerHooks that also link each backing device under ``/dev/disk/by-id`` like Nitro does."""
 
     def __init__(self, backer: LoopBacker, dev_root: str = "/dev") -> None:
-        from provisioner.aws.sim.hooks import BackerHooks
+        from provisioner.embedded.ec2.hooks import BackerHooks
 
         self._inner = BackerHooks(backer)
         self._dev_root = dev_root
@@ -150,8 +127,8 @@ def build_embedded(
     metrics: Ec2Observer | None = None,
 ) -> EmbeddedCloud:
     """Start an embedded EC2 account with one instance in ``node_zone`` (the first zone if empty)."""
-    from provisioner.aws.sim import SimConfig, Simulator
-    from provisioner.aws.sim.config import Delays
+    from provisioner.embedded.ec2 import SimConfig, Simulator
+    from provisioner.embedded.ec2.config import Delays
 
     zone = node_zone or zones[0]
     if zone not in zones:

@@ -1,4 +1,4 @@
-"""``python -m provisioner.aws.sim``: the simulator as an HTTP server on 127.0.0.1.
+"""``python -m provisioner.embedded.ec2``: the simulator as an HTTP server on 127.0.0.1.
 
 Prints one JSON line (endpoint, account, region, zones, instance ids) once it listens, then serves
 until SIGINT/SIGTERM. Only flag parsing lives here.
@@ -13,13 +13,13 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from provisioner.aws.sim.app import Simulator
-from provisioner.aws.sim.config import DEFAULT_REGION, Delays, Faults, SimConfig
-from provisioner.aws.sim.server import SimServer
+from provisioner.embedded.ec2.app import Simulator
+from provisioner.embedded.ec2.config import DEFAULT_REGION, Delays, Faults, SimConfig
+from provisioner.embedded.ec2.server import SimServer
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m provisioner.aws.sim", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m provisioner.embedded.ec2", description=__doc__)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (printed)")
     p.add_argument("--region", default=DEFAULT_REGION)

@@ -1,10 +1,10 @@
 """The simulator: a WSGI application in front of moto's EC2 that throttles, delays, injects faults,
-counts, and (through :mod:`provisioner.aws.sim.state`) gives volumes real lifecycles.
+counts, and (through :mod:`provisioner.embedded.ec2.state`) gives volumes real lifecycles.
 
 One :class:`Simulator` is one AWS account. Every request goes: count → token bucket → injected fault →
 latency → moto (under one lock, with the graft active) → hooks. Both ways of running it use this
 same path: :meth:`Simulator.install` routes a boto3 client's requests here without sockets, and
-:class:`provisioner.aws.sim.server.SimServer` serves it over HTTP. This module must not open
+:class:`provisioner.embedded.ec2.server.SimServer` serves it over HTTP. This module must not open
 sockets.
 """
 
@@ -29,13 +29,13 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from provisioner.aws.sim import fasttags, wire
-from provisioner.aws.sim.buckets import Buckets
-from provisioner.aws.sim.config import SimConfig
-from provisioner.aws.sim.counters import Counters
-from provisioner.aws.sim.faults import Chance, Fault
-from provisioner.aws.sim.hooks import VolumeHooks
-from provisioner.aws.sim.state import (
+from provisioner.embedded.ec2 import extras, fasttags, wire
+from provisioner.embedded.ec2.buckets import Buckets
+from provisioner.embedded.ec2.config import SimConfig
+from provisioner.embedded.ec2.counters import Counters
+from provisioner.embedded.ec2.faults import Chance, Fault
+from provisioner.embedded.ec2.hooks import VolumeHooks
+from provisioner.embedded.ec2.state import (
     Attached,
     Deleted,
     Detached,
@@ -146,9 +146,11 @@ class Simulator:
         self.buckets = Buckets(self.clock, self.config.scale, self.config.throttling)
         self._chance = Chance(self.config)
         self._life = Lifecycle(self.clock, self.config.delays, self._chance, self.zones)
+        # Fast snapshot restores, snapshot locks, volume status: what moto lacks (extras.py).
+        self.extras = extras.Extras(self.clock, self.zones, self.config.delays.snapshot)
         self._lock = threading.RLock()
         self._moto = _moto_ec2_app()
-        fasttags.install()  # moto's own get_tags is O(all tags) per resource
+        fasttags.install(self.account_id)  # moto's own get_tags is O(all tags) per resource
 
     # --- the request path ---------------------------------------------------------------------------
 
@@ -182,10 +184,18 @@ class Simulator:
         if latency > 0:
             self.clock.sleep(latency)
         ctx = RequestContext(action, params.get("ClientToken") or None, wire.signature(params))
-        status, headers, out = self._call_moto(environ, body, region, ctx)
+        with self._lock:
+            own = self._extras(action, params, region)
+        if own is None:
+            status, headers, out = self._call_moto(environ, body, region, ctx)
+        else:
+            status, headers, out = own
         if int(status[:3]) >= 400:
             self.counters.error(action, wire.error_code(out))
             return status, headers, out
+        if own is None:
+            with self._lock:
+                self.extras.observe(action, params, out, self._backend(region))
         try:
             self._run_hooks(ctx.events)
         except Exception:
@@ -193,6 +203,12 @@ class Simulator:
             self.counters.error(action, "InternalError")
             return self._error(500, "InternalError", "An internal error has occurred")
         return status, headers, out
+
+    def _extras(self, action: str, params: dict[str, str], region: str) -> Answer | None:
+        """The answer of an action moto lacks, or a refusal moto would not make; None: ask moto."""
+        if action in extras.ACTIONS:
+            return self.extras.answer(action, params, self._backend(region))
+        return self.extras.refusal(action, params)
 
     def _throttled(self, action: str) -> Answer:
         self.counters.throttled(action)

@@ -30,7 +30,7 @@ Two ways to run it, one request path:
 * In process: ``sim = Simulator(SimConfig(...), clock=FakeClock())``; ``sim.client()`` returns a boto3
   client whose requests a botocore ``before-send`` hook hands to the simulator's WSGI application —
   no socket, no thread. ``sim.install(client)`` does the same for a client built elsewhere.
-* Over HTTP: ``SimServer(sim).start()`` on 127.0.0.1 (or ``python -m provisioner.aws.sim --port N``),
+* Over HTTP: ``SimServer(sim).start()`` on 127.0.0.1 (or ``python -m provisioner.embedded.ec2 --port N``),
   so several processes share one account's buckets; point boto3's ``endpoint_url`` at it.
 
 Limits (where this is still not EC2):
@@ -53,12 +53,12 @@ Limits (where this is still not EC2):
 
 from __future__ import annotations
 
-from provisioner.aws.sim.app import IN_PROCESS_ENDPOINT, Simulator
-from provisioner.aws.sim.buckets import BucketSpec
-from provisioner.aws.sim.config import Delays, Faults, SimConfig
-from provisioner.aws.sim.counters import ActionCounts, Counters
-from provisioner.aws.sim.hooks import BackerHooks, SnapshotHooks, VolumeHooks
-from provisioner.aws.sim.server import SimServer
+from provisioner.embedded.ec2.app import IN_PROCESS_ENDPOINT, Simulator
+from provisioner.embedded.ec2.buckets import BucketSpec
+from provisioner.embedded.ec2.config import Delays, Faults, SimConfig
+from provisioner.embedded.ec2.counters import ActionCounts, Counters
+from provisioner.embedded.ec2.hooks import BackerHooks, SnapshotHooks, VolumeHooks
+from provisioner.embedded.ec2.server import SimServer
 
 __all__ = [
     "IN_PROCESS_ENDPOINT",
