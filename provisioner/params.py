@@ -29,6 +29,7 @@ Documented choices:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -126,6 +127,10 @@ FS_FORMAT_OPTIONS: Mapping[str, frozenset[str]] = {
     "xfs": frozenset({CONTEXT_BLOCK_SIZE, CONTEXT_INODE_SIZE}),
 }
 
+# Numeric parameters: ASCII digits only, at most EC2's 32-bit integer.
+_DIGITS = re.compile(r"[0-9]{1,12}")
+MAX_INT = 2**31 - 1
+
 _RESERVED_TAG_KEYS = frozenset({TAG_VOLUME_NAME, TAG_SNAPSHOT_NAME, TAG_DRIVER, TAG_ZONAL_DRIVER})
 
 
@@ -198,7 +203,7 @@ def parse_parameters(
     for key in parameters:
         lower = key.lower()
         if lower in seen:
-            raise InvalidArgument(f"parameter {key!r} is given twice (also as {seen[lower]!r})")
+            raise InvalidArgument(f"parameter {shown(key)} is given twice (also as {shown(seen[lower])})")
         seen[lower] = key
 
     volume_type = DEFAULT_TYPE
@@ -220,7 +225,7 @@ def parse_parameters(
             volume_type = value.strip().lower()
             if volume_type not in VOLUME_TYPES:
                 raise InvalidArgument(
-                    f"parameter {key!r}: unknown volume type {value!r}; "
+                    f"parameter {shown(key)}: unknown volume type {shown(value)}; "
                     f"expected one of {sorted(VOLUME_TYPES)}"
                 )
         elif lower == KEY_IOPS:
@@ -262,30 +267,30 @@ def parse_parameters(
             else:
                 context[lower] = str(positive_int(key, value))
         else:
-            raise InvalidArgument(f"unknown parameter {key!r}")
+            raise InvalidArgument(f"unknown parameter {shown(key)}")
 
     if kms_key_id:
         encrypted = True  # a KMS key implies encryption, as in aws-ebs-csi-driver
     limits = VOLUME_TYPES[volume_type]
     if iops is not None and iops_per_gb is not None:
         raise InvalidArgument(
-            f"parameters {seen[KEY_IOPS]!r} and {seen[KEY_IOPS_PER_GB]!r} exclude each other"
+            f"parameters {shown(seen[KEY_IOPS])} and {shown(seen[KEY_IOPS_PER_GB])} exclude each other"
         )
     for given, name in ((iops, KEY_IOPS), (iops_per_gb, KEY_IOPS_PER_GB)):
         if given is not None and limits.max_iops is None:
             raise InvalidArgument(
-                f"parameter {seen[name]!r}: volume type {volume_type} has no provisioned IOPS"
+                f"parameter {shown(seen[name])}: volume type {volume_type} has no provisioned IOPS"
             )
     if throughput is not None:
         if limits.max_throughput is None or limits.min_throughput is None:
-            raise InvalidArgument(f"parameter {seen[KEY_THROUGHPUT]!r}: only gp3 takes a throughput")
+            raise InvalidArgument(f"parameter {shown(seen[KEY_THROUGHPUT])}: only gp3 takes a throughput")
         if not limits.min_throughput <= throughput <= limits.max_throughput:
             raise InvalidArgument(
-                f"parameter {seen[KEY_THROUGHPUT]!r}: {throughput} MiB/s is outside "
+                f"parameter {shown(seen[KEY_THROUGHPUT])}: {throughput} MiB/s is outside "
                 f"{limits.min_throughput}-{limits.max_throughput} MiB/s for {volume_type}"
             )
     if CONTEXT_EXT4_CLUSTER_SIZE in context and context.get(CONTEXT_EXT4_BIGALLOC) != "true":
-        raise InvalidArgument(f"parameter {seen[CONTEXT_EXT4_CLUSTER_SIZE]!r} needs ext4BigAlloc=true")
+        raise InvalidArgument(f"parameter {shown(seen[CONTEXT_EXT4_CLUSTER_SIZE])} needs ext4BigAlloc=true")
     fields = template_fields(parameters, VOLUME_FIELDS)
     for key, value in [*specs, *vac_specs]:  # the VolumeAttributesClass's tags win by tag key
         tag_key, tag_value = render_tag_spec(key, value, fields)
@@ -365,7 +370,7 @@ def validate_format_options(context: Mapping[str, str], capabilities: Sequence[V
         for key in context:
             if key in _PARAM_NAMES and key not in supported:
                 raise InvalidArgument(
-                    f"parameter {_PARAM_NAMES[key]!r} cannot be used with fs type {fs_type!r}"
+                    f"parameter {shown(_PARAM_NAMES[key])} cannot be used with fs type {shown(fs_type)}"
                 )
 
 
@@ -416,8 +421,9 @@ def total_iops(params: CreateParameters, size_gib: int) -> int | None:
     if iops < limits.min_iops:
         if not params.allow_iops_increase:
             raise InvalidArgument(
-                f"parameter {key!r}: {requested} IOPS for {size_gib} GiB is below the {params.volume_type} "
-                f"minimum of {limits.min_iops}; set allowAutoIOPSPerGBIncrease=true to raise it automatically"
+                f"parameter {key!r}: {requested} IOPS for {size_gib} GiB is below the "
+                f"{params.volume_type} minimum of {limits.min_iops}; set allowAutoIOPSPerGBIncrease=true "
+                "to raise it automatically"
             )
         iops = limits.min_iops
     iops = min(iops, limits.max_iops)
@@ -440,13 +446,16 @@ def check_tag_key(key: str, tag_key: str) -> None:
 
 
 def positive_int(key: str, value: str) -> int:
-    """A parameter's value as a whole number above zero; InvalidArgument naming the key otherwise."""
-    try:
-        number = int(value.strip(), 10)
-    except ValueError:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} is not a whole number") from None
+    """A parameter's value as a whole number from 1 to 2**31 - 1 (EC2's integers are 32-bit), written
+    in ASCII digits (not "1_000", "1e3" or other scripts' digits); InvalidArgument naming the key."""
+    text = value.strip()
+    if not _DIGITS.fullmatch(text):
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is not a whole number")
+    number = int(text)
     if number <= 0:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} must be greater than zero")
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} must be greater than zero")
+    if number > MAX_INT:
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is larger than {MAX_INT}")
     return number
 
 
@@ -456,21 +465,23 @@ def _bool(key: str, value: str) -> bool:
         return True
     if lowered == "false":
         return False
-    raise InvalidArgument(f"parameter {key!r}: {value!r} is not 'true' or 'false'")
+    raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is not 'true' or 'false'")
 
 
 def _tag_spec(key: str, value: str) -> tuple[str, str]:
     tag_key, sep, tag_value = value.partition("=")
     tag_key = tag_key.strip()
     if not sep or not tag_key:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} is not of the form key=value")
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is not of the form key=value")
     if len(tag_key) > 128 or len(tag_value) > 256:
-        raise InvalidArgument(f"parameter {key!r}: tag keys are at most 128 characters, values at most 256")
+        raise InvalidArgument(
+            f"parameter {shown(key)}: tag keys are at most 128 characters, values at most 256"
+        )
     if (
         tag_key in _RESERVED_TAG_KEYS
         or tag_key.startswith(TAG_CLUSTER_PREFIX)
         or tag_key.lower().startswith("aws:")
         or tag_key in _METADATA_TAGS.values()
     ):
-        raise InvalidArgument(f"parameter {key!r}: tag key {tag_key!r} is reserved")
+        raise InvalidArgument(f"parameter {shown(key)}: tag key {shown(tag_key)} is reserved")
     return tag_key, tag_value

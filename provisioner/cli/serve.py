@@ -116,7 +116,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             g.add_argument(
                 "--default-zone",
                 default="",
-                help="zone for volumes with no requirements (default none: spread by a hash of the name)",
+                help="zone for volumes with no accessibility requirements (default: spread by a hash of "
+                "the name; in `all` mode, the node's own zone)",
             )
             g.add_argument(
                 "--allow-foreign-volume-delete",
@@ -196,17 +197,26 @@ def run(args: argparse.Namespace) -> int:
             ec2 = emb.cloud
             node_metadata = emb.node
             embedded_dir = emb.state_dir
+        if mode in ("node", "all"):
+            node_service = node.build_node_service(args, metadata=node_metadata, embedded_dir=embedded_dir)
+            # mkfs, fsck, resize, mount still running when zonal stops are killed, never left behind.
+            on_signal = commands.kill_all
         if mode in ("controller", "all"):
             if ec2 is None and cloud_config is not None:
                 cloud.require_credentials()
                 ec2 = cloud.build_cloud(cloud_config, metrics=metrics)
             assert ec2 is not None
+            default_zone = args.default_zone
+            if not default_zone and node_service is not None:
+                # One process is controller and node: a volume asked for without accessibility
+                # requirements goes where this node can attach it, not to a zone picked by its name.
+                default_zone = node_service.core.metadata.zone
             core = ControllerCore(
                 ec2,
                 SystemClock(),
                 driver,
                 ControllerConfig(
-                    default_zone=args.default_zone,
+                    default_zone=default_zone,
                     allow_foreign_volume_delete=args.allow_foreign_volume_delete,
                     lookup_before_create=args.lookup_before_create,
                 ),
@@ -214,10 +224,6 @@ def run(args: argparse.Namespace) -> int:
             controller_service = ControllerService(core)
             probe = core.probe
             online_expansion = bool(getattr(core, "online_expansion", False))
-        if mode in ("node", "all"):
-            node_service = node.build_node_service(args, metadata=node_metadata, embedded_dir=embedded_dir)
-            # mkfs, fsck, resize, mount still running when zonal stops are killed, never left behind.
-            on_signal = commands.kill_all
         identity = IdentityService(
             driver.driver_name,
             driver.vendor_version,

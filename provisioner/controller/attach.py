@@ -117,11 +117,22 @@ class Attacher:
             return _context(device, volume)
 
     def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:
+        """Detach from ``node_id``, or from every node when it is empty."""
         if not volume_id:
             raise InvalidArgument("volume_id is required")
-        if not node_id:
-            raise InvalidArgument("node_id is required")
         until = self.waiter.deadline(deadline)
+        if not node_id:
+            # CSI: node_id unset → "the SP MUST unpublish the volume from all nodes it is published to".
+            try:
+                volume = self.cloud.get_volume(volume_id)
+            except NotFound:
+                return  # CSI: an unknown volume is unpublished → OK
+            for node in dict.fromkeys(a.instance_id for a in volume.attachments if a.state != "detached"):
+                self._unpublish(volume_id, node, until)
+            return
+        self._unpublish(volume_id, node_id, until)
+
+    def _unpublish(self, volume_id: str, node_id: str, until: Deadline) -> None:
         with self.inflight.guard(f"attach:{volume_id}:{node_id}", f"unpublishing {volume_id} from {node_id}"):
             # CSI: an unknown volume or node, or a volume already detached, is unpublished → OK.
             try:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -49,12 +48,14 @@ from provisioner.controller.common import (
     VolumeStatus,
     Waiter,
     check_capability,
+    check_tag_count,
     is_owned,
     owner_filter,
     ownership_tags,
     volume_label,
     volume_status,
     wants_multi_attach,
+    why_not_owned,
 )
 from provisioner.controller.existing import NameRequest, check_existing, check_zone
 from provisioner.controller.modify import Expanded, Modifier
@@ -71,6 +72,7 @@ from provisioner.errors import (
     OperationInProgress,
     Unimplemented,
     ZonalError,
+    shown,
 )
 from provisioner.model import (
     GIB,
@@ -85,6 +87,7 @@ from provisioner.model import (
     VolumeCapability,
     VolumeSpec,
     VolumeState,
+    is_volume_id,
 )
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
@@ -92,7 +95,6 @@ from provisioner.topology.zones import ZoneChoice, choose_zone
 
 SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
-_VOLUME_ID = re.compile(r"^vol-[0-9a-f]+$")
 _LIST_PAGE = 1000
 
 
@@ -173,6 +175,7 @@ class ControllerCore:
             **ownership_tags(self.driver),
             TAG_VOLUME_NAME: name,
         }
+        check_tag_count(tags, "volume")
         spec = VolumeSpec(
             name=name,
             size_gib=size_gib,
@@ -207,7 +210,7 @@ class ControllerCore:
                     name,
                     skip.source,
                     skip.index,
-                    skip.requested,
+                    shown(skip.requested),
                     skip.reason,
                 )
             self.log.info("volume %s: %s", name, choice.describe())
@@ -349,7 +352,7 @@ class ControllerCore:
         if not volume_id:
             raise InvalidArgument("volume_id is required")
         # CSI: a volume id the plugin cannot parse does not exist → OK.
-        if not _VOLUME_ID.match(volume_id):
+        if not is_volume_id(volume_id):
             return
         try:
             self._delete_volume(volume_id)
@@ -363,8 +366,9 @@ class ControllerCore:
             except NotFound:
                 return  # CSI: deleting a volume that does not exist → OK
             if not is_owned(volume, self.driver) and not self.config.allow_foreign_volume_delete:
+                reason = why_not_owned(volume.tags, self.driver, TAG_VOLUME_NAME)
                 raise FailedPrecondition(
-                    f"volume {volume_id} was not created by {self.driver.driver_name} (no ownership tag); "
+                    f"volume {volume_id} was not created by {self.driver.driver_name}: {reason}; "
                     "refusing to delete it (see --allow-foreign-volume-delete)"
                 )
             attached = [a.instance_id for a in volume.attachments if a.state != "detached"]
@@ -437,8 +441,10 @@ class ControllerCore:
         if max_entries < 0:
             raise InvalidArgument("max_entries must not be negative")
         # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not _VOLUME_ID.match(starting_token):
-            raise InvalidStartingToken(f"starting_token {starting_token!r} was not issued by this plugin")
+        if starting_token and not is_volume_id(starting_token):
+            raise InvalidStartingToken(
+                f"starting_token {shown(starting_token)} was not issued by this plugin"
+            )
         volumes: list[Volume] = []
         token = ""
         while True:
@@ -448,7 +454,11 @@ class ControllerCore:
             if not token:
                 break
         ordered = sorted(
-            (v for v in volumes if v.state not in (VolumeState.DELETING, VolumeState.DELETED)),
+            (
+                v
+                for v in volumes
+                if v.state not in (VolumeState.DELETING, VolumeState.DELETED) and is_owned(v, self.driver)
+            ),
             key=lambda v: v.volume_id,
         )
         if starting_token:

@@ -45,6 +45,7 @@ from provisioner.errors import (
     OperationInProgress,
     OutOfRange,
     ZonalError,
+    shown,
 )
 from provisioner.model import GIB, AccessType, CapacityRange, Volume, VolumeCapability
 from provisioner.ports.clock import Deadline
@@ -76,9 +77,8 @@ class ModifyRequest:
 
 
 def parse_mutable(parameters: Mapping[str, str]) -> ModifyRequest:
-    """``mutable_parameters`` → ModifyRequest. CSI: parameters not supported → INVALID_ARGUMENT."""
-    if not parameters:
-        raise InvalidArgument("mutable_parameters is required")
+    """``mutable_parameters`` → ModifyRequest (empty: nothing to change). CSI: parameters not supported
+    → INVALID_ARGUMENT."""
     volume_type: str | None = None
     iops: int | None = None
     throughput: int | None = None
@@ -94,7 +94,7 @@ def parse_mutable(parameters: Mapping[str, str]) -> ModifyRequest:
             volume_type = value.strip().lower()
             if volume_type not in P.VOLUME_TYPES:
                 raise InvalidArgument(
-                    f"parameter {key!r}: unknown volume type {value!r}; "
+                    f"parameter {shown(key)}: unknown volume type {shown(value)}; "
                     f"expected one of {sorted(P.VOLUME_TYPES)}"
                 )
         elif lower == P.KEY_IOPS:
@@ -108,18 +108,18 @@ def parse_mutable(parameters: Mapping[str, str]) -> ModifyRequest:
         elif lower.startswith(KEY_TAG_DELETION_PREFIX) and len(lower) > len(KEY_TAG_DELETION_PREFIX):
             tag_key = value.strip()
             if not tag_key:
-                raise InvalidArgument(f"parameter {key!r}: a tag key is required")
+                raise InvalidArgument(f"parameter {shown(key)}: a tag key is required")
             P.check_tag_key(key, tag_key)
             remove.append(tag_key)
         else:
-            raise InvalidArgument(f"unknown mutable parameter {key!r}")
+            raise InvalidArgument(f"unknown mutable parameter {shown(key)}")
     fields = P.template_fields(parameters, P.VOLUME_FIELDS)
     for key, value in specs:
         tag_key, tag_value = P.render_tag_spec(key, value, fields)
         add[tag_key] = tag_value
     clash = sorted(set(add) & set(remove))
     if clash:
-        raise InvalidArgument(f"tag {clash[0]!r} is both added and deleted")
+        raise InvalidArgument(f"tag {shown(clash[0])} is both added and deleted")
     return ModifyRequest(volume_type, iops, throughput, add, tuple(remove))
 
 
@@ -250,6 +250,8 @@ class Modifier:
         request = parse_mutable(mutable_parameters)
         until = self.waiter.deadline(deadline)
         volume = self.cloud.get_volume(volume_id)  # CSI: volume does not exist → NOT_FOUND
+        if request == ModifyRequest():
+            return  # CSI: no mutable_parameters on an existing volume → OK, nothing to change
         _check_performance(request, volume)
         if request.add_tags:
             self.cloud.create_tags(volume_id, request.add_tags)

@@ -24,13 +24,20 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Iterator, Mapping
 
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags, snapshot_steps
-from provisioner.controller.common import InFlight, owner_filter, ownership_tags
+from provisioner.controller.common import (
+    InFlight,
+    check_tag_count,
+    is_owned,
+    owner_filter,
+    ownership_tags,
+    owns,
+    why_not_owned,
+)
 from provisioner.controller.snapclass import (
     TAG_SNAPSHOT_CONTENT_NAME as TAG_SNAPSHOT_CONTENT_NAME,  # re-exported: the tags a snapshot gets
 )
@@ -46,19 +53,18 @@ from provisioner.errors import (
     Unavailable,
     shown,
 )
-from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState
+from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState, is_snapshot_id
 from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.cloud import Cloud
 
 # Marks the intermediate snapshot of a snapshot-then-restore clone (see sources.py); never listed.
 TAG_INTERMEDIATE = "zonal.dev/intermediate"
 
-SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]+$")
 _LIST_PAGE = 1000
 
 
 def is_owned_snapshot(snapshot: Snapshot, driver: DriverConfig) -> bool:
-    return all(snapshot.tags.get(k) == v for k, v in owner_filter(driver).items())
+    return owns(snapshot.tags, driver, TAG_SNAPSHOT_NAME)
 
 
 class Snapshotter:
@@ -113,6 +119,7 @@ class Snapshotter:
                 **ownership_tags(self.driver),
                 TAG_SNAPSHOT_NAME: name,
             }
+            check_tag_count(tags, "snapshot")
             # CSI: unknown source volume → NOT_FOUND; SnapshotLimitExceeded → RESOURCE_EXHAUSTED
             # (both raised by the port).
             snapshot = self.cloud.create_snapshot(
@@ -157,7 +164,7 @@ class Snapshotter:
         if not snapshot_id:
             raise InvalidArgument("snapshot_id is required")
         # CSI: an id the plugin cannot parse does not exist → OK.
-        if not SNAPSHOT_ID.match(snapshot_id):
+        if not is_snapshot_id(snapshot_id):
             return
         with self.inflight.guard(f"snapshot-id:{snapshot_id}", f"deleting snapshot {snapshot_id}"):
             try:
@@ -165,9 +172,10 @@ class Snapshotter:
             except NotFound:
                 return  # CSI: deleting a snapshot that does not exist → OK
             if not is_owned_snapshot(snapshot, self.driver) and not self.config.allow_foreign_volume_delete:
+                reason = why_not_owned(snapshot.tags, self.driver, TAG_SNAPSHOT_NAME)
                 raise FailedPrecondition(
-                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name} (no ownership "
-                    "tag); refusing to delete it (see --allow-foreign-volume-delete)"
+                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name}: {reason}; "
+                    "refusing to delete it (see --allow-foreign-volume-delete)"
                 )
             self._check_not_restoring(snapshot_id)
             try:
@@ -196,7 +204,9 @@ class Snapshotter:
             found.extend(
                 v.volume_id
                 for v in page.items
-                if v.snapshot_id == snapshot_id and v.state is VolumeState.CREATING
+                if v.snapshot_id == snapshot_id
+                and v.state is VolumeState.CREATING
+                and is_owned(v, self.driver)
             )
             token = page.next_token
             if not token:
@@ -205,8 +215,8 @@ class Snapshotter:
     def get(self, snapshot_id: str) -> Snapshot:
         if not snapshot_id:
             raise InvalidArgument("snapshot_id is required")
-        if not SNAPSHOT_ID.match(snapshot_id):
-            raise NotFound(f"snapshot {snapshot_id} does not exist")  # CSI: does not exist → NOT_FOUND
+        if not is_snapshot_id(snapshot_id):
+            raise NotFound(f"snapshot {shown(snapshot_id)} does not exist")  # CSI: does not exist → NOT_FOUND
         return self.cloud.get_snapshot(snapshot_id)
 
     def list(
@@ -219,8 +229,10 @@ class Snapshotter:
         if max_entries < 0:
             raise InvalidArgument("max_entries must not be negative")
         # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not SNAPSHOT_ID.match(starting_token):
-            raise InvalidStartingToken(f"starting_token {starting_token!r} was not issued by this plugin")
+        if starting_token and not is_snapshot_id(starting_token):
+            raise InvalidStartingToken(
+                f"starting_token {shown(starting_token)} was not issued by this plugin"
+            )
         if snapshot_id:
             # CSI: an unknown snapshot id is not an error, just an empty list.
             try:
@@ -241,7 +253,11 @@ class Snapshotter:
             if not token:
                 break
         # A clone's intermediate snapshot is an implementation detail: never listed.
-        visible = {s.snapshot_id: s for s in snapshots if s.tags.get(TAG_INTERMEDIATE) != "true"}
+        visible = {
+            s.snapshot_id: s
+            for s in snapshots
+            if s.tags.get(TAG_INTERMEDIATE) != "true" and is_owned_snapshot(s, self.driver)
+        }
         ordered = sorted(visible.values(), key=lambda s: s.snapshot_id)
         if starting_token:
             ordered = [s for s in ordered if s.snapshot_id >= starting_token]

@@ -297,7 +297,7 @@ class NodeCore:
                 f"target_path {shown(target_path)} is a {kind}; a block volume is published on a new "
                 "or empty file"
             )
-        self.custody.check_free(volume_id, device)
+        self.custody.check_free(volume_id, device, raw_block=True)
         created_dirs: tuple[str, ...] = ()
         created_file = ""
         if here.kind is PathKind.MISSING:

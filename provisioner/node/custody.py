@@ -74,10 +74,15 @@ class Custody:
             why_not = f" ({e})"
         return Ownership(frozenset(numbers), device, record, why_not)
 
-    def check_free(self, volume_id: str, device: BlockDevice) -> None:
-        """Refuse a device that is partitioned, held, mounted anywhere or used as swap."""
+    def check_free(self, volume_id: str, device: BlockDevice, raw_block: bool = False) -> None:
+        """Refuse a device that is partitioned, held, mounted anywhere or used as swap.
+
+        ``raw_block``: the device is about to be bound as a raw block volume, where the partitions are
+        the user's own layout inside the volume (a VM disk, say): they are allowed then, since the
+        device is already proven to be the volume and nothing is written; a mounted partition, a holder
+        or swap is still refused."""
         problems = []
-        if device.partitions:
+        if device.partitions and not raw_block:
             problems.append(f"has partitions {', '.join(name for name, _ in device.partitions)}")
         if device.holders:
             problems.append(f"is held by {', '.join(device.holders)} (device mapper, RAID or LVM)")

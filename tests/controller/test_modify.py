@@ -135,7 +135,6 @@ def test_modify_type_performance_and_tags(ctl: ControllerCore, fake: FakeCloud, 
 @pytest.mark.parametrize(
     ("parameters", "match"),
     [
-        ({}, "mutable_parameters"),
         ({"color": "blue"}, "color"),
         ({"type": "floppy"}, "floppy"),
         ({"iops": "many"}, "whole number"),
@@ -152,9 +151,19 @@ def test_modify_rejections(ctl: ControllerCore, parameters: dict[str, str], matc
         ctl.modify_volume(volume_id, parameters, None)
 
 
-def test_modify_unknown_volume_is_not_found(ctl: ControllerCore) -> None:
+@pytest.mark.parametrize("parameters", [{"iops": "4000"}, {}])
+def test_modify_unknown_volume_is_not_found(ctl: ControllerCore, parameters: dict[str, str]) -> None:
+    # CSI: volume does not exist → NOT_FOUND, with or without mutable_parameters.
     with pytest.raises(errors.NotFound):
-        ctl.modify_volume(UNKNOWN, {"iops": "4000"}, None)
+        ctl.modify_volume(UNKNOWN, parameters, None)
+
+
+def test_modify_without_parameters_is_a_no_op(ctl: ControllerCore, fake: FakeCloud) -> None:
+    volume_id = _volume(ctl)
+    before = fake.volumes[volume_id].volume
+    ctl.modify_volume(volume_id, {}, None)  # CSI: empty mutable_parameters → OK
+    assert fake.calls["modify_volume"] == 0
+    assert fake.volumes[volume_id].volume == before
 
 
 def test_rate_limit_says_when_to_retry(ctl: ControllerCore, fake: FakeCloud, gate: GateClock) -> None:

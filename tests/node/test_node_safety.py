@@ -89,6 +89,19 @@ def test_block_publish_refuses_a_device_mounted_as_a_filesystem(env: Env) -> Non
         env.core.publish(VOL, STAGE, f"{ROOT}/pods/p1/dev", BLOCK, False, {}, {})
 
 
+def test_block_publish_binds_a_proven_device_the_user_partitioned(env: Env) -> None:
+    # A raw block volume partitioned by its user (a VM disk) is still published once proven; a
+    # partition of it mounted on the host is not.
+    env.device.partitions = (("nvme1n1p1", "259:9"),)
+    target = f"{ROOT}/pods/p1/dev"
+    env.core.publish(VOL, STAGE, target, BLOCK, False, {}, {})
+    assert env.mounter.inspect(target).rdev == env.device.number
+    env.core.unpublish(VOL, target)
+    env.mounter.table.append(MountInfo("/mnt/p1", DEV + "p1", "ext4", "259:9"))
+    with pytest.raises(FailedPrecondition, match="mounted at /mnt/p1"):
+        env.core.publish(VOL, STAGE, target, BLOCK, False, {}, {})
+
+
 def test_a_device_with_another_volumes_serial_is_refused(env: Env) -> None:
     env.resolver.volumes[OTHER] = DEV
     with pytest.raises(FailedPrecondition, match="serial"):
