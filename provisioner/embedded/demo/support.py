@@ -1,5 +1,5 @@
 """Pieces of ``zonal demo`` that are not the story itself: the recording CSI client, mount and
-and folder helpers. Kept apart so story.py reads as the story."""
+folder helpers. Kept apart so story.py reads as the story."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import grpc
 from provisioner.cli import CliError
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.client import GrpcCsiClient
+from provisioner.embedded.ledger import Ledger, remove_folder
 from provisioner.mount.linux import LinuxMounter
 from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest
 
@@ -59,7 +60,9 @@ def unmount_below(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def demo_folder(path: str) -> Iterator[Path]:
+def demo_folder(path: str, ledger: Ledger | None = None) -> Iterator[Path]:
+    """``--dir`` (made if missing, kept afterwards), or a new temporary folder that is recorded in the
+    ``ledger`` and removed at the end — never while something is still mounted below it."""
     if path:
         p = Path(path).resolve()
         try:
@@ -68,8 +71,14 @@ def demo_folder(path: str) -> Iterator[Path]:
             raise CliError(f"--dir {path}: {e.strerror}") from e
         yield p
         return
-    with tempfile.TemporaryDirectory(prefix="zonal-demo-") as tmp:
-        yield Path(tmp)
+    tmp = Path(tempfile.mkdtemp(prefix="zonal-demo-")).resolve()
+    if ledger is not None:
+        ledger.folder_made(tmp)
+    try:
+        yield tmp
+    finally:
+        if remove_folder(str(tmp)) and ledger is not None:
+            ledger.folder_removed(tmp)
 
 
 MOUNT_EXT4 = csi_pb2.VolumeCapability(
