@@ -94,7 +94,7 @@ def test_relocate_story_moves_a_stuck_volume_and_reads_the_file_back(tmp_path: P
     assert "- us-east-1c" in out  # the new PV's nodeAffinity
     if os.geteuid() == 0:
         assert "node-c's node plugin mounted it from /dev/loop" in out
-        assert "read 'hello from node-b in us-east-1b'" in out
+        assert "read “hello from node-b in us-east-1b”" in out
     assert "source volume vol-" in out and "deleted" in out
     assert "steps passed" in out
     assert _leftovers(tmp_path) == []

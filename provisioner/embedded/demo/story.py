@@ -51,6 +51,7 @@ from provisioner.embedded.demo.support import (
     mount_source,
     unmount_below,
 )
+from provisioner.embedded.demo.support import node_core as node_core_for
 from provisioner.embedded.demo.ui import StepFailed, Ui
 from provisioner.embedded.kube.controllers import PvController
 from provisioner.embedded.kube.fakeapi import FakeApiServer, kubeconfig_for
@@ -58,10 +59,6 @@ from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.embedded.ledger import Ledger, start
 from provisioner.errors import NotFound
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, VolumeState
-from provisioner.mount.devices import SysfsDeviceResolver
-from provisioner.mount.linux import LinuxMounter
-from provisioner.node import NodeConfig, NodeCore
-from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest, CsiClient, Kind, Obj
 from provisioner.provisioning import ProvisionerConfig
@@ -123,10 +120,7 @@ class Demo:
         core = ControllerCore(
             emb.cloud, SystemClock(), DriverConfig(self.driver, __version__), ControllerConfig()
         )
-        node_meta = resolve_metadata([], emb.node)
-        node_core = NodeCore(
-            LinuxMounter(), SysfsDeviceResolver(), node_meta, NodeConfig(), SystemClock(), log
-        )
+        node_core = node_core_for(emb.node, emb.state_dir, self.folder / "node-state", log)
         identity = IdentityService(self.driver, __version__, controller=True, probe=core.probe)
         self.server = start_server(
             ServerConfig(endpoint=f"unix://{self.socket}", mode="all", max_workers=64),

@@ -4,6 +4,7 @@ folder helpers. Kept apart so story.py reads as the story."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +16,14 @@ from provisioner.cli import CliError
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.client import GrpcCsiClient
 from provisioner.embedded.ledger import Ledger, remove_folder
+from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import LinuxMounter
+from provisioner.mount.state import FileNodeState
+from provisioner.node import NodeConfig, NodeCore
+from provisioner.node_metadata import resolve_metadata
+from provisioner.ports.clock import SystemClock
 from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest
+from provisioner.ports.node import NodeMetadata
 
 
 class RecordingCsi:
@@ -33,6 +40,23 @@ class RecordingCsi:
         answer = self.inner.create_volume(request)
         self.created.append((request, answer))
         return answer
+
+
+def node_core(
+    metadata: NodeMetadata, cloud_folder: Path, state_folder: Path, log: logging.Logger
+) -> NodeCore:
+    """A demo node's core, built as ``zonal all --cloud embedded`` builds its own: loop devices count
+    as volumes only when their file is in the embedded cloud's folder, and what the node mounts is
+    recorded in its own state folder (so unstage/unpublish can prove it)."""
+    return NodeCore(
+        LinuxMounter(),
+        SysfsDeviceResolver(loop_dirs=(str(cloud_folder),)),
+        resolve_metadata([], metadata),
+        NodeConfig(),
+        SystemClock(),
+        log,
+        state=FileNodeState(state_folder),
+    )
 
 
 def mount_source(path: str) -> str:
