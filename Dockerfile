@@ -11,8 +11,11 @@
 # plain `docker run`. Kubernetes ignores it: there the livenessprobe sidecar calls the CSI Probe RPC on
 # the socket and the kubelet checks its /healthz.
 #
+# The runtime is zonal without its `embedded` extra: no EC2 simulator, no moto, flask, sympy or cfn-lint
+# (`zonal demo` and `--cloud embedded` say in one line that they need `pip install 'zonal[embedded]'`).
+#
 # No Docker engine in CI: tools/dockerfile-dry-run.sh runs the Python steps below (pip wheel, pip
-# install of the wheel, `zonal --version`) in scratch virtualenvs.
+# install of the wheel, `zonal --version`) in scratch virtualenvs and checks that the extra is absent.
 
 # ---- builder: wheels for zonal and everything it depends on ----------------------------------------
 FROM python:3.11-slim AS builder

@@ -9,7 +9,7 @@ $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-install: $(PY)  ## the package with its test tools, editable
+install: $(PY)  ## the package with its test tools and the embedded extra (moto), editable
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip check
 

@@ -36,7 +36,10 @@ class DriverConfig:
     vendor_version: str = "0.0.0"
     # Written into the ownership tag ``kubernetes.io/cluster/<id>=owned`` and ``ebs.csi.aws.com/cluster``.
     cluster_id: str = ""
+    # Values are templates (``{{ .PVCName }}``…), as aws-ebs-csi-driver's --extra-tags.
     extra_tags: Mapping[str, str] = field(default_factory=dict)
+    # aws-ebs-csi-driver's --k8s-tag-cluster-id: the in-tree plugin's tags (Name, KubernetesCluster…).
+    k8s_tag_cluster_id: str = ""
 
 
 @dataclass(frozen=True)

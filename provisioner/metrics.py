@@ -11,7 +11,8 @@ existing dashboards translate by prefix):
 - ``zonal_inflight_operations{kind}``
 - ``zonal_provisioner_queue_depth{queue}``, ``zonal_provisioner_claim_duration_seconds{result}``
 
-This module records numbers only; serving them over HTTP is the CLI's job.
+This module records numbers only; serving them over HTTP is the CLI's job. It is the only module that
+imports ``prometheus_client`` (an import-linter contract): the others report through small protocols.
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ class Metrics:
     def watch_ec2_rate(self, request: str, rate: Callable[[], float]) -> None:
         # Read at scrape time: the limiter changes its rate continuously while it probes.
         self.ec2_rate.labels(request).set_function(rate)
+
+    def watch_queue_depth(self, queue: str, depth: Callable[[], int]) -> None:
+        # Read at scrape time, so the gauge is never stale.
+        self.queue_depth.labels(queue).set_function(depth)
+
+    def observe_claim(self, result: str, seconds: float) -> None:
+        self.claim_seconds.labels(result).observe(seconds)
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -7,6 +7,7 @@ field name says; times are seconds (monotonic for deadlines, epoch for timestamp
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -28,6 +29,26 @@ TAG_SNAPSHOT_NAME = "CSIVolumeSnapshotName"
 TAG_CLUSTER_PREFIX = "kubernetes.io/cluster/"
 TAG_DRIVER = "ebs.csi.aws.com/cluster"  # aws-ebs-csi-driver's ownership tag, kept for compatibility
 TAG_ZONAL_DRIVER = "zonal.dev/driver"  # which driver name created the object
+
+
+# EC2 resource ids: a prefix and 8 (older) or 17 lower-case hex digits. A string of another shape cannot
+# name an EBS volume, snapshot or instance, so it is treated as one that does not exist and never sent
+# to EC2 (which would answer *.Malformed, or choke on control characters in its own error message).
+_VOLUME_ID = re.compile(r"vol-[0-9a-f]{8,17}")
+_SNAPSHOT_ID = re.compile(r"snap-[0-9a-f]{8,17}")
+_INSTANCE_ID = re.compile(r"i-[0-9a-f]{8,17}")
+
+
+def is_volume_id(value: str) -> bool:
+    return _VOLUME_ID.fullmatch(value) is not None
+
+
+def is_snapshot_id(value: str) -> bool:
+    return _SNAPSHOT_ID.fullmatch(value) is not None
+
+
+def is_instance_id(value: str) -> bool:
+    return _INSTANCE_ID.fullmatch(value) is not None
 
 
 Segment = Mapping[str, str]
@@ -148,6 +169,7 @@ class VolumeSpec:
     multi_attach: bool = False
     snapshot_id: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    initialization_rate: int | None = None  # MiB/s (EC2's VolumeInitializationRate), with snapshot_id only
 
 
 @dataclass(frozen=True)
@@ -168,6 +190,7 @@ class Snapshot:
     state: str  # pending | completed | error
     created_at: float = 0.0  # epoch seconds
     tags: Mapping[str, str] = field(default_factory=dict)
+    progress: int = 0  # percent EC2 reports done (``Progress``); 100 once completed
 
     @property
     def ready(self) -> bool:

@@ -17,7 +17,8 @@ kubernetes-sigs/aws-ebs-csi-driver; the table below is our own, deliberately sma
 5. Unknown or missing instance types get rule 4, the smallest general budget, as the conservative
    default.
 6. The block devices attached at start (root included; 1 when unknown) are subtracted, because they
-   hold slots the driver cannot use. The result is never below 1.
+   hold slots the driver cannot use — or ``--reserved-volume-attachments`` instead, when given (as
+   aws-ebs-csi-driver: the count at boot may include CSI volumes). The result is never below 1.
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ def _dedicated_limit(family: str, size: str) -> int | None:
     return _DEDICATED_BY_SIZE.get(size, _DEDICATED_SMALL)
 
 
-def max_volumes(metadata: NodeMetadata, explicit_limit: int | None = None) -> int:
+def max_volumes(
+    metadata: NodeMetadata, explicit_limit: int | None = None, reserved: int | None = None
+) -> int:
     """``max_volumes_per_node`` for NodeGetInfo, following the rule in the module docstring."""
     if explicit_limit is not None:
         return explicit_limit
     attached = metadata.block_device_count if metadata.block_device_count is not None else 1
+    if reserved is not None:
+        attached = reserved
     match = _TYPE_RE.match(metadata.instance_type.strip().lower())
     family, size = match.groups() if match else ("", "")
     if family in _NON_NITRO_FAMILIES and size != "metal":  # i3.metal is Nitro, i3.large is not

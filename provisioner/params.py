@@ -16,15 +16,25 @@ Documented choices:
   the type's IOPS-per-GiB ratio; below the type's minimum it is raised only with
   ``allowAutoIOPSPerGBIncrease=true``, otherwise INVALID_ARGUMENT.
 * ``csi.storage.k8s.io/fstype`` is accepted (older StorageClasses carry it) and ignored: the fs type
-  comes from the volume capability.
+  comes from the volume capability. The deprecated ``blockExpress`` and bare ``fsType`` are accepted as
+  no-ops and reported in :attr:`CreateParameters.deprecated` (the core logs them).
+* ``tagSpecification_N`` values are templates (:mod:`provisioner.tagtemplate`) over ``.PVCName``,
+  ``.PVCNamespace`` and ``.PVName`` (the provisioner's ``--extra-create-metadata`` keys).
+* VolumeAttributesClass keys given at creation (``mutable_parameters``) override ``type``, ``iops`` and
+  ``throughput`` (the deprecated ``volumeType`` too, unless ``type`` is there); their
+  ``tagSpecification_N`` tags are added over the StorageClass's by tag key, not by parameter name.
+* ``volumeInitializationRate`` (100–300 MiB/s, EC2's range) is sent only for volumes restored from a
+  snapshot: one StorageClass serves blank and restored claims alike, and EC2 refuses it without one.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from provisioner.errors import InvalidArgument, OutOfRange
+from provisioner import tagtemplate
+from provisioner.errors import InvalidArgument, OutOfRange, shown
 from provisioner.model import (
     GIB,
     TAG_CLUSTER_PREFIX,
@@ -54,6 +64,24 @@ KEY_FS_TYPE = "csi.storage.k8s.io/fstype"
 KEY_PVC_NAME = "csi.storage.k8s.io/pvc/name"
 KEY_PVC_NAMESPACE = "csi.storage.k8s.io/pvc/namespace"
 KEY_PV_NAME = "csi.storage.k8s.io/pv/name"
+KEY_ALLOW_IOPS_ON_MODIFY = "allowautoiopsincreaseonmodify"
+KEY_INIT_RATE = "volumeinitializationrate"
+KEY_BLOCK_ATTACH = "blockattachuntilinitialized"
+KEY_VOLUME_TYPE_DEPRECATED = "volumetype"  # VolumeAttributesClass's old name for "type"
+KEY_TAG_DELETION_PREFIX = "tagdeletion_"
+_DEPRECATED_NO_OPS = {"blockexpress": "blockExpress", "fstype": "fsType"}
+INIT_RATE_RANGE = (100, 300)  # MiB/s, EC2's VolumeInitializationRate
+
+# volume_context key telling ControllerPublish to wait until a restored volume is initialized.
+CONTEXT_BLOCK_ATTACH = KEY_BLOCK_ATTACH
+
+# Template fields of tag values: field → the parameter carrying its value.
+VOLUME_FIELDS = {"PVCName": KEY_PVC_NAME, "PVCNamespace": KEY_PVC_NAMESPACE, "PVName": KEY_PV_NAME}
+SNAPSHOT_FIELDS = {
+    "VolumeSnapshotName": "csi.storage.k8s.io/volumesnapshot/name",
+    "VolumeSnapshotNamespace": "csi.storage.k8s.io/volumesnapshot/namespace",
+    "VolumeSnapshotContentName": "csi.storage.k8s.io/volumesnapshotcontent/name",
+}
 
 # Tags the PVC/PV keys become (aws-ebs-csi-driver's names, so tooling that reads them keeps working).
 TAG_PVC_NAME = "kubernetes.io/created-for/pvc/name"
@@ -68,6 +96,7 @@ CONTEXT_BYTES_PER_INODE = "bytesperinode"
 CONTEXT_NUMBER_OF_INODES = "numberofinodes"
 CONTEXT_EXT4_BIGALLOC = "ext4bigalloc"
 CONTEXT_EXT4_CLUSTER_SIZE = "ext4clustersize"
+CONTEXT_EXT4_ENCRYPTION = "ext4encryptionsupport"
 FORMAT_OPTION_KEYS = (
     CONTEXT_BLOCK_SIZE,
     CONTEXT_INODE_SIZE,
@@ -75,6 +104,7 @@ FORMAT_OPTION_KEYS = (
     CONTEXT_NUMBER_OF_INODES,
     CONTEXT_EXT4_BIGALLOC,
     CONTEXT_EXT4_CLUSTER_SIZE,
+    CONTEXT_EXT4_ENCRYPTION,
 )
 _PARAM_NAMES = {
     CONTEXT_BLOCK_SIZE: "blockSize",
@@ -83,7 +113,9 @@ _PARAM_NAMES = {
     CONTEXT_NUMBER_OF_INODES: "numberOfInodes",
     CONTEXT_EXT4_BIGALLOC: "ext4BigAlloc",
     CONTEXT_EXT4_CLUSTER_SIZE: "ext4ClusterSize",
+    CONTEXT_EXT4_ENCRYPTION: "ext4EncryptionSupport",
 }
+_BOOL_FORMAT_OPTIONS = frozenset({CONTEXT_EXT4_BIGALLOC, CONTEXT_EXT4_ENCRYPTION})
 _EXT_OPTIONS = frozenset(
     {CONTEXT_BLOCK_SIZE, CONTEXT_INODE_SIZE, CONTEXT_BYTES_PER_INODE, CONTEXT_NUMBER_OF_INODES}
 )
@@ -91,9 +123,13 @@ _EXT_OPTIONS = frozenset(
 FS_FORMAT_OPTIONS: Mapping[str, frozenset[str]] = {
     "ext2": _EXT_OPTIONS,
     "ext3": _EXT_OPTIONS,
-    "ext4": _EXT_OPTIONS | {CONTEXT_EXT4_BIGALLOC, CONTEXT_EXT4_CLUSTER_SIZE},
+    "ext4": _EXT_OPTIONS | {CONTEXT_EXT4_BIGALLOC, CONTEXT_EXT4_CLUSTER_SIZE, CONTEXT_EXT4_ENCRYPTION},
     "xfs": frozenset({CONTEXT_BLOCK_SIZE, CONTEXT_INODE_SIZE}),
 }
+
+# Numeric parameters: ASCII digits only, at most EC2's 32-bit integer.
+_DIGITS = re.compile(r"[0-9]{1,12}")
+MAX_INT = 2**31 - 1
 
 _RESERVED_TAG_KEYS = frozenset({TAG_VOLUME_NAME, TAG_SNAPSHOT_NAME, TAG_DRIVER, TAG_ZONAL_DRIVER})
 
@@ -135,8 +171,11 @@ class CreateParameters:
     kms_key_id: str = ""
     # tagSpecification_N and the PVC/PV names, as tags to write on the volume.
     tags: Mapping[str, str] = field(default_factory=dict)
-    # Filesystem format options for the node (keys from FORMAT_OPTION_KEYS).
+    # Filesystem format options for the node (keys from FORMAT_OPTION_KEYS), blockAttachUntilInitialized.
     volume_context: Mapping[str, str] = field(default_factory=dict)
+    initialization_rate: int | None = None  # MiB/s, for volumes restored from a snapshot
+    auto_iops_on_modify: bool = False  # allowAutoIOPSIncreaseOnModify: raise IOPS with size on expansion
+    deprecated: tuple[str, ...] = ()  # deprecated keys given (accepted as no-ops), for one log line
 
 
 def merge_mutable(parameters: Mapping[str, str], mutable_parameters: Mapping[str, str]) -> dict[str, str]:
@@ -153,13 +192,18 @@ def merge_mutable(parameters: Mapping[str, str], mutable_parameters: Mapping[str
     return merged
 
 
-def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
-    """Validate CreateVolume ``parameters``. Raises InvalidArgument naming the first bad key."""
+def parse_parameters(
+    parameters: Mapping[str, str], mutable_parameters: Mapping[str, str] | None = None
+) -> CreateParameters:
+    """Validate CreateVolume ``parameters`` (and the VolumeAttributesClass's ``mutable_parameters``,
+    which win). Raises InvalidArgument naming the first bad key."""
+    deprecated: list[str] = []
+    parameters, vac_specs = _overlay_mutable(parameters, mutable_parameters or {}, deprecated)
     seen: dict[str, str] = {}
     for key in parameters:
         lower = key.lower()
         if lower in seen:
-            raise InvalidArgument(f"parameter {key!r} is given twice (also as {seen[lower]!r})")
+            raise InvalidArgument(f"parameter {shown(key)} is given twice (also as {shown(seen[lower])})")
         seen[lower] = key
 
     volume_type = DEFAULT_TYPE
@@ -171,6 +215,9 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
     kms_key_id = ""
     tags: dict[str, str] = {}
     context: dict[str, str] = {}
+    specs: list[tuple[str, str]] = []
+    init_rate: int | None = None
+    auto_iops_on_modify = False
 
     for key, value in parameters.items():
         lower = key.lower()
@@ -178,7 +225,7 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
             volume_type = value.strip().lower()
             if volume_type not in VOLUME_TYPES:
                 raise InvalidArgument(
-                    f"parameter {key!r}: unknown volume type {value!r}; "
+                    f"parameter {shown(key)}: unknown volume type {shown(value)}; "
                     f"expected one of {sorted(VOLUME_TYPES)}"
                 )
         elif lower == KEY_IOPS:
@@ -194,43 +241,60 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
         elif lower == KEY_KMS_KEY_ID:
             kms_key_id = value.strip()
         elif lower.startswith(KEY_TAG_SPEC_PREFIX) and len(lower) > len(KEY_TAG_SPEC_PREFIX):
-            tag_key, tag_value = _tag_spec(key, value)
-            tags[tag_key] = tag_value
+            specs.append((key, value))  # a template: rendered once every field is known
+        elif lower == KEY_ALLOW_IOPS_ON_MODIFY:
+            auto_iops_on_modify = _bool(key, value)
+        elif lower == KEY_INIT_RATE:
+            init_rate = positive_int(key, value)
+            if not INIT_RATE_RANGE[0] <= init_rate <= INIT_RATE_RANGE[1]:
+                raise InvalidArgument(
+                    f"parameter {shown(key)}: {init_rate} MiB/s is outside EC2's "
+                    f"{INIT_RATE_RANGE[0]}-{INIT_RATE_RANGE[1]} MiB/s"
+                )
+        elif lower == KEY_BLOCK_ATTACH:
+            if _bool(key, value):
+                context[CONTEXT_BLOCK_ATTACH] = "true"
+        elif lower in _DEPRECATED_NO_OPS:
+            deprecated.append(_DEPRECATED_NO_OPS[lower])
         elif lower in _METADATA_TAGS:
             if value:
                 tags[_METADATA_TAGS[lower]] = value
         elif lower == KEY_FS_TYPE:
             pass  # the capability's fs_type decides; accepted for old StorageClasses
         elif lower in _PARAM_NAMES:
-            if lower == CONTEXT_EXT4_BIGALLOC:
+            if lower in _BOOL_FORMAT_OPTIONS:
                 context[lower] = "true" if _bool(key, value) else "false"
             else:
                 context[lower] = str(positive_int(key, value))
         else:
-            raise InvalidArgument(f"unknown parameter {key!r}")
+            raise InvalidArgument(f"unknown parameter {shown(key)}")
 
     if kms_key_id:
         encrypted = True  # a KMS key implies encryption, as in aws-ebs-csi-driver
     limits = VOLUME_TYPES[volume_type]
     if iops is not None and iops_per_gb is not None:
         raise InvalidArgument(
-            f"parameters {seen[KEY_IOPS]!r} and {seen[KEY_IOPS_PER_GB]!r} exclude each other"
+            f"parameters {shown(seen[KEY_IOPS])} and {shown(seen[KEY_IOPS_PER_GB])} exclude each other"
         )
     for given, name in ((iops, KEY_IOPS), (iops_per_gb, KEY_IOPS_PER_GB)):
         if given is not None and limits.max_iops is None:
             raise InvalidArgument(
-                f"parameter {seen[name]!r}: volume type {volume_type} has no provisioned IOPS"
+                f"parameter {shown(seen[name])}: volume type {volume_type} has no provisioned IOPS"
             )
     if throughput is not None:
         if limits.max_throughput is None or limits.min_throughput is None:
-            raise InvalidArgument(f"parameter {seen[KEY_THROUGHPUT]!r}: only gp3 takes a throughput")
+            raise InvalidArgument(f"parameter {shown(seen[KEY_THROUGHPUT])}: only gp3 takes a throughput")
         if not limits.min_throughput <= throughput <= limits.max_throughput:
             raise InvalidArgument(
-                f"parameter {seen[KEY_THROUGHPUT]!r}: {throughput} MiB/s is outside "
+                f"parameter {shown(seen[KEY_THROUGHPUT])}: {throughput} MiB/s is outside "
                 f"{limits.min_throughput}-{limits.max_throughput} MiB/s for {volume_type}"
             )
     if CONTEXT_EXT4_CLUSTER_SIZE in context and context.get(CONTEXT_EXT4_BIGALLOC) != "true":
-        raise InvalidArgument(f"parameter {seen[CONTEXT_EXT4_CLUSTER_SIZE]!r} needs ext4BigAlloc=true")
+        raise InvalidArgument(f"parameter {shown(seen[CONTEXT_EXT4_CLUSTER_SIZE])} needs ext4BigAlloc=true")
+    fields = template_fields(parameters, VOLUME_FIELDS)
+    for key, value in [*specs, *vac_specs]:  # the VolumeAttributesClass's tags win by tag key
+        tag_key, tag_value = render_tag_spec(key, value, fields)
+        tags[tag_key] = tag_value
     return CreateParameters(
         volume_type=volume_type,
         iops=iops,
@@ -241,7 +305,57 @@ def parse_parameters(parameters: Mapping[str, str]) -> CreateParameters:
         kms_key_id=kms_key_id,
         tags=tags,
         volume_context=context,
+        initialization_rate=init_rate,
+        auto_iops_on_modify=auto_iops_on_modify,
+        deprecated=tuple(deprecated),
     )
+
+
+def _overlay_mutable(
+    parameters: Mapping[str, str], mutable: Mapping[str, str], deprecated: list[str]
+) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """``parameters`` with the VolumeAttributesClass's ``type``/``iops``/``throughput`` laid over them
+    (CSI 1.11: mutable_parameters win) and its tag specifications apart. Unknown mutable keys are
+    INVALID_ARGUMENT; ``tagDeletion_N`` has nothing to delete on a new volume and is skipped."""
+    merged = dict(parameters)
+    specs: list[tuple[str, str]] = []
+    lowered = {k.lower() for k in mutable}
+    for key, value in mutable.items():
+        lower = key.lower()
+        if lower == KEY_VOLUME_TYPE_DEPRECATED:
+            deprecated.append("volumeType")
+            if KEY_TYPE in lowered:
+                continue  # the preferred key wins, as in aws-ebs-csi-driver
+            key, lower = KEY_TYPE, KEY_TYPE
+        if lower in (KEY_TYPE, KEY_IOPS, KEY_THROUGHPUT) or lower in _METADATA_TAGS:
+            merged = merge_mutable(merged, {key: value})
+        elif lower.startswith(KEY_TAG_SPEC_PREFIX) and len(lower) > len(KEY_TAG_SPEC_PREFIX):
+            specs.append((key, value))
+        elif not (lower.startswith(KEY_TAG_DELETION_PREFIX) and len(lower) > len(KEY_TAG_DELETION_PREFIX)):
+            # CSI: an unsupported mutable parameter → INVALID_ARGUMENT.
+            raise InvalidArgument(f"unknown mutable parameter {shown(key)}")
+    return merged, specs
+
+
+def template_fields(parameters: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, str]:
+    """The values of a kind's template fields (``VOLUME_FIELDS``/``SNAPSHOT_FIELDS``) found in
+    ``parameters`` (case-insensitive); a field the sidecar did not send is empty."""
+    by_lower = {k.lower(): v for k, v in parameters.items()}
+    return {name: by_lower.get(source, "") for name, source in fields.items()}
+
+
+def render_tag_spec(key: str, value: str, fields: Mapping[str, str]) -> tuple[str, str]:
+    """A ``tagSpecification_N`` value ``key=template`` → (tag key, rendered value), checked like a
+    plain one. A template that does not parse, names an unknown field or fails → InvalidArgument
+    naming the parameter ``key``."""
+    tag_key, sep, raw = value.partition("=")
+    if not sep:
+        return _tag_spec(key, value)  # raises: not key=value
+    try:
+        rendered = tagtemplate.render(raw, fields, max_output=256)
+    except tagtemplate.TemplateError as e:
+        raise InvalidArgument(f"parameter {shown(key)}: tag value {shown(raw)}: {e}") from None
+    return _tag_spec(key, f"{tag_key}={rendered}")
 
 
 def validate_format_options(context: Mapping[str, str], capabilities: Sequence[VolumeCapability]) -> None:
@@ -256,7 +370,7 @@ def validate_format_options(context: Mapping[str, str], capabilities: Sequence[V
         for key in context:
             if key in _PARAM_NAMES and key not in supported:
                 raise InvalidArgument(
-                    f"parameter {_PARAM_NAMES[key]!r} cannot be used with fs type {fs_type!r}"
+                    f"parameter {shown(_PARAM_NAMES[key])} cannot be used with fs type {shown(fs_type)}"
                 )
 
 
@@ -307,8 +421,9 @@ def total_iops(params: CreateParameters, size_gib: int) -> int | None:
     if iops < limits.min_iops:
         if not params.allow_iops_increase:
             raise InvalidArgument(
-                f"parameter {key!r}: {requested} IOPS for {size_gib} GiB is below the {params.volume_type} "
-                f"minimum of {limits.min_iops}; set allowAutoIOPSPerGBIncrease=true to raise it automatically"
+                f"parameter {key!r}: {requested} IOPS for {size_gib} GiB is below the "
+                f"{params.volume_type} minimum of {limits.min_iops}; set allowAutoIOPSPerGBIncrease=true "
+                "to raise it automatically"
             )
         iops = limits.min_iops
     iops = min(iops, limits.max_iops)
@@ -331,13 +446,16 @@ def check_tag_key(key: str, tag_key: str) -> None:
 
 
 def positive_int(key: str, value: str) -> int:
-    """A parameter's value as a whole number above zero; InvalidArgument naming the key otherwise."""
-    try:
-        number = int(value.strip(), 10)
-    except ValueError:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} is not a whole number") from None
+    """A parameter's value as a whole number from 1 to 2**31 - 1 (EC2's integers are 32-bit), written
+    in ASCII digits (not "1_000", "1e3" or other scripts' digits); InvalidArgument naming the key."""
+    text = value.strip()
+    if not _DIGITS.fullmatch(text):
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is not a whole number")
+    number = int(text)
     if number <= 0:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} must be greater than zero")
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} must be greater than zero")
+    if number > MAX_INT:
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is larger than {MAX_INT}")
     return number
 
 
@@ -347,21 +465,23 @@ def _bool(key: str, value: str) -> bool:
         return True
     if lowered == "false":
         return False
-    raise InvalidArgument(f"parameter {key!r}: {value!r} is not 'true' or 'false'")
+    raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is not 'true' or 'false'")
 
 
 def _tag_spec(key: str, value: str) -> tuple[str, str]:
     tag_key, sep, tag_value = value.partition("=")
     tag_key = tag_key.strip()
     if not sep or not tag_key:
-        raise InvalidArgument(f"parameter {key!r}: {value!r} is not of the form key=value")
+        raise InvalidArgument(f"parameter {shown(key)}: {shown(value)} is not of the form key=value")
     if len(tag_key) > 128 or len(tag_value) > 256:
-        raise InvalidArgument(f"parameter {key!r}: tag keys are at most 128 characters, values at most 256")
+        raise InvalidArgument(
+            f"parameter {shown(key)}: tag keys are at most 128 characters, values at most 256"
+        )
     if (
         tag_key in _RESERVED_TAG_KEYS
         or tag_key.startswith(TAG_CLUSTER_PREFIX)
         or tag_key.lower().startswith("aws:")
         or tag_key in _METADATA_TAGS.values()
     ):
-        raise InvalidArgument(f"parameter {key!r}: tag key {tag_key!r} is reserved")
+        raise InvalidArgument(f"parameter {shown(key)}: tag key {shown(tag_key)} is reserved")
     return tag_key, tag_value

@@ -2,7 +2,10 @@
 # Run the Dockerfile's Python build steps without a Docker engine, in scratch virtualenvs:
 #   builder stage: its COPY lines (into a scratch source tree) and its `pip wheel` RUN line;
 #   runtime stage: its `pip install` RUN line (the BuildKit --mount is replaced by the scratch wheel dir);
-#   then the HEALTHCHECK command (`zonal --version`) in the runtime virtualenv.
+#   then the HEALTHCHECK command (`zonal --version`) in the runtime virtualenv;
+#   then checks that the runtime is the lean one: none of the embedded extra's packages (moto, flask,
+#   sympy, cfn-lint) installed, every serving command's --help works, and `zonal demo` refuses in one
+#   line naming the extra.
 # The commands are read from the Dockerfile itself, so a broken COPY list or pip line fails here too.
 # apt-get and user creation are not run (they need the image's root filesystem).
 #
@@ -83,4 +86,22 @@ print("\n".join(out))
 PY
 
 bash "$work/steps.sh"
+
+runtime="$work/runtime/bin"
+leaked="$("$runtime/python" -m pip list --format=freeze | grep -iE '^(moto|flask|sympy|cfn-lint)==' || true)"
+if [ -n "$leaked" ]; then
+  echo "dockerfile dry run: the runtime holds the embedded extra's packages: $(echo $leaked)" >&2
+  exit 1
+fi
+for command in controller node all provisioner csi explain translate demo; do
+  "$runtime/zonal" "$command" --help >/dev/null
+done
+status=0
+refusal="$("$runtime/zonal" demo 2>&1 >/dev/null)" || status=$?
+if [ "$status" -eq 0 ] || [ "$(printf '%s\n' "$refusal" | wc -l)" -ne 1 ] \
+    || [[ "$refusal" != *"pip install 'zonal[embedded]'"* ]]; then
+  echo "dockerfile dry run: \`zonal demo\` without the extra (status $status) said: $refusal" >&2
+  exit 1
+fi
+echo "runtime: $(du -sm "$work/runtime" | cut -f1) MB, no embedded extra; zonal demo says: $refusal"
 echo "dockerfile dry run: ok"

@@ -22,11 +22,12 @@ How the bucket finds the account's rate:
   (or the end of an idle spell, when our bucket and so the account's are full) is the first moment,
   the account's burst guessed to be as many seconds of its refill as the documented one; a guess keeps
   the search going. A throttle right after a cut (too few calls since to measure) cuts the rate ×
-  ``fallback_cut``. A guess or such a cut waits for a second throttle (one may be chance). Answers to calls sent before a cut belong to that cut. The hold after a cut
-  doubles (up to ``hold_max``) while measurements agree within 10 %, so a stable account is probed
-  rarely and a changed one promptly. A throttle during that hold while EC2 still admits about all we
-  send is taken for noise, not a cut (the account's bucket is filling then); the rate never falls
-  below ``min_rate_fraction`` of the start.
+  ``fallback_cut``. A guess or such a cut waits for a second throttle (one may be chance). Answers to
+  calls sent before a cut belong to that cut. The hold after a cut doubles (up to ``hold_max``) while
+  measurements agree within 10 %, so a stable account is probed rarely and a changed one promptly. A
+  throttle during that hold while EC2 still admits about all we send is taken for chance, not a cut
+  (the account's bucket is filling then); the rate never falls below ``min_rate_fraction`` of the
+  start.
 
 The burst follows the rate (documented size × rate / documented rate). Everything runs on the
 injected clock; this module must not know about boto3 or which action it limits.

@@ -109,6 +109,31 @@ class Batcher(Generic[K, V]):
         self._last_call = float("-inf")
         self.calls = 0  # batch calls made (fallbacks not included), for tests and benchmarks
 
+    @classmethod
+    def lookups(
+        cls,
+        fetch: Callable[[list[K]], Mapping[K, V]],
+        single: Callable[[K], V],
+        missing: Callable[[K], V],
+        settings: BatchSettings,
+        instances: bool = False,
+    ) -> Batcher[K, V]:
+        """Volume lookups (spacing adapted to ``target_batch``) or instance lookups (a fixed spacing),
+        as ``settings`` say."""
+        s = settings
+        if instances:
+            return cls(fetch, single, missing, s.window, s.instance_interval, s.max_instances)
+        return cls(
+            fetch,
+            single,
+            missing,
+            s.window,
+            s.min_interval,
+            s.max_volumes,
+            target_batch=s.target_batch,
+            max_interval=s.max_interval,
+        )
+
     def get(self, key: K) -> V:
         with self._cond:
             batch = self._open

@@ -103,7 +103,16 @@ def to_snapshot(raw: Raw) -> Snapshot:
         state=str(raw.get("State", "pending")),
         created_at=epoch(raw.get("StartTime")),
         tags=tags_to_dict(raw.get("Tags")),
+        progress=_percent(raw.get("Progress"), str(raw.get("State", "")) == "completed"),
     )
+
+
+def _percent(value: object, completed: bool) -> int:
+    """EC2's ``Progress`` ("45%") as an int in 0..100; absent: 100 when completed, else 0."""
+    text = str(value or "").strip().rstrip("%")
+    if not text.isdigit():
+        return 100 if completed else 0
+    return max(0, min(100, int(text)))
 
 
 def to_modification(raw: Raw) -> VolumeModification:

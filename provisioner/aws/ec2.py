@@ -12,24 +12,25 @@ absent instead of failing the call). Given :class:`~provisioner.aws.batcher.Batc
 :meth:`get_volume`, :meth:`get_instance` and :meth:`find_volume_by_name` of concurrent callers are
 answered by shared calls of those (:mod:`provisioner.aws.batcher`).
 
-Pagination. EC2 refuses ``MaxResults`` outside 5..500 (DescribeVolumes) or 5..1000
-(DescribeSnapshots), while CSI callers may ask for any ``max_entries``. Our page token is therefore
-``"<skip>:<EC2 NextToken>"``: re-read the EC2 page that starts at that NextToken, skip ``skip``
-items. A smaller ``max_entries`` is served from a 5-item EC2 page; a larger one is clamped (CSI
-allows returning fewer entries than asked). A token we cannot parse, or one EC2 refuses, raises
-InvalidArgument (the controller core answers ABORTED, per the ListVolumes error table).
+Pagination (EC2 page sizes against CSI's ``max_entries``) is :mod:`provisioner.aws.pages`.
+
+Ids. A volume, snapshot or instance id that is not of EC2's shape (see :func:`provisioner.model.is_volume_id`)
+is answered NotFound (or left out of a listing) here, without a call: EC2 would only answer
+``*.Malformed``, and an id holding control characters comes back inside EC2's XML error message,
+which then cannot be parsed.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from provisioner.aws import convert
 from provisioner.aws.batcher import Batcher, BatchSettings
+from provisioner.aws.ebs_extras import EbsExtras
 from provisioner.aws.errors import (
     error_code,
     is_dry_run_success,
@@ -37,7 +38,15 @@ from provisioner.aws.errors import (
     translate_client_error,
     translated,
 )
-from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound, Unimplemented, ZonalError
+from provisioner.aws.pages import Fetch, page
+from provisioner.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    Unimplemented,
+    ZonalError,
+    shown,
+)
 from provisioner.model import (
     TAG_SNAPSHOT_NAME,
     TAG_VOLUME_NAME,
@@ -48,6 +57,9 @@ from provisioner.model import (
     VolumeSpec,
     VolumeState,
     Zone,
+    is_instance_id,
+    is_snapshot_id,
+    is_volume_id,
 )
 from provisioner.ports.cloud import VolumeModification
 
@@ -55,19 +67,15 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import FilterTypeDef
 
-T = TypeVar("T")
-
 VOLUME_PAGE = (5, 500)  # DescribeVolumes MaxResults bounds
 SNAPSHOT_PAGE = (5, 1000)  # DescribeSnapshots MaxResults bounds
 ID_BATCH = 200  # ids per filter value list; a conservative size, EC2 documents no exact limit
 _GONE = frozenset({VolumeState.DELETING, VolumeState.DELETED})
 
-# A ListVolumes/ListSnapshots page request: (MaxResults, EC2 NextToken) → (raw items, EC2 NextToken).
-Fetch = Callable[[int, str], tuple[Sequence[convert.Raw], str]]
 
-
-class Ec2Cloud:
-    """The EC2 adapter. Thread-safe: boto3 clients are, and the zone cache takes a lock."""
+class Ec2Cloud(EbsExtras):
+    """The EC2 adapter. Thread-safe: boto3 clients are, and the zone cache takes a lock. Fast snapshot
+    restores, snapshot locks and volume status come from :class:`EbsExtras`."""
 
     def __init__(self, client: EC2Client, region: str, batching: BatchSettings | None = None) -> None:
         self._ec2 = client
@@ -80,34 +88,13 @@ class Ec2Cloud:
         self._names: Batcher[str, Volume | None] | None = None
         if batching is not None:
             b = batching
-            self._volumes = Batcher(
-                self.describe_volumes,
-                self._get_volume,
-                _volume_missing,
-                b.window,
-                b.min_interval,
-                b.max_volumes,
-                target_batch=b.target_batch,
-                max_interval=b.max_interval,
-            )
-            self._instances = Batcher(
-                self.describe_instances,
-                self._get_instance,
-                _instance_missing,
-                b.window,
-                b.instance_interval,
-                b.max_instances,
+            self._volumes = Batcher.lookups(self.describe_volumes, self._get_volume, _volume_missing, b)
+            self._instances = Batcher.lookups(
+                self.describe_instances, self._get_instance, _instance_missing, b, instances=True
             )
             if b.batch_names:
-                self._names = Batcher(
-                    self.find_volumes_by_names,
-                    self._find_volume_by_name,
-                    lambda _: None,
-                    b.window,
-                    b.min_interval,
-                    b.max_volumes,
-                    target_batch=b.target_batch,
-                    max_interval=b.max_interval,
+                self._names = Batcher.lookups(
+                    self.find_volumes_by_names, self._find_volume_by_name, lambda _: None, b
                 )
 
     # Access and zones.
@@ -146,6 +133,8 @@ class Ec2Cloud:
         request = _volume_request(spec, client_token, AvailabilityZone=zone)
         if spec.snapshot_id:
             request["SnapshotId"] = spec.snapshot_id
+            if spec.initialization_rate:
+                request["VolumeInitializationRate"] = spec.initialization_rate
         with translated(f"volume {spec.name!r} in {zone}"):
             raw = self._ec2.create_volume(**request)
         return convert.to_volume(raw)
@@ -172,6 +161,7 @@ class Ec2Cloud:
         return convert.to_volume(raw[0])
 
     def get_volume(self, volume_id: str) -> Volume:
+        _check_volume_id(volume_id)
         if self._volumes is not None:
             return self._volumes.get(volume_id)
         return self._get_volume(volume_id)
@@ -187,7 +177,8 @@ class Ec2Cloud:
     def describe_volumes(self, volume_ids: Iterable[str]) -> dict[str, Volume]:
         """The volumes among ``volume_ids`` that exist; unknown or malformed ids are just absent."""
         found: dict[str, Volume] = {}
-        for chunk in _chunks(list(dict.fromkeys(volume_ids)), ID_BATCH):
+        wanted = [v for v in dict.fromkeys(volume_ids) if is_volume_id(v)]
+        for chunk in _chunks(wanted, ID_BATCH):
             filters: list[FilterTypeDef] = [{"Name": "volume-id", "Values": chunk}]
             for raw in self._all_pages(self._volume_fetch(filters), VOLUME_PAGE[1]):
                 volume = convert.to_volume(raw)
@@ -231,16 +222,18 @@ class Ec2Cloud:
         return convert.to_volume(alive[0])
 
     def delete_volume(self, volume_id: str) -> None:
+        _check_volume_id(volume_id)
         with translated(f"volume {volume_id}"):
             self._ec2.delete_volume(VolumeId=volume_id)
 
     def list_volumes(self, tag_filters: Mapping[str, str], max_results: int, next_token: str) -> Page[Volume]:
         fetch = self._volume_fetch(convert.tag_filters(tag_filters))
-        return _page(fetch, max_results, next_token, VOLUME_PAGE, convert.to_volume)
+        return page(fetch, max_results, next_token, VOLUME_PAGE, convert.to_volume)
 
     # Instances and attachments.
 
     def get_instance(self, instance_id: str) -> Instance:
+        _check_instance_id(instance_id)
         if self._instances is not None:
             return self._instances.get(instance_id)
         return self._get_instance(instance_id)
@@ -257,7 +250,8 @@ class Ec2Cloud:
     def describe_instances(self, instance_ids: Iterable[str]) -> dict[str, Instance]:
         """The instances among ``instance_ids`` that exist; unknown or malformed ids are just absent."""
         found: dict[str, Instance] = {}
-        for chunk in _chunks(list(dict.fromkeys(instance_ids)), ID_BATCH):
+        wanted = [i for i in dict.fromkeys(instance_ids) if is_instance_id(i)]
+        for chunk in _chunks(wanted, ID_BATCH):
             with translated("instances"):
                 pages = self._ec2.get_paginator("describe_instances").paginate(
                     Filters=[{"Name": "instance-id", "Values": chunk}]
@@ -270,6 +264,8 @@ class Ec2Cloud:
         return found
 
     def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
+        _check_volume_id(volume_id)
+        _check_instance_id(instance_id)
         with translated(f"volume {volume_id} to instance {instance_id}", operation="AttachVolume"):
             try:
                 self._ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device=device)
@@ -282,13 +278,20 @@ class Ec2Cloud:
     def detach_volume(self, volume_id: str, instance_id: str) -> None:
         # Detaching a volume that is not attached: EC2 says IncorrectState ("... is in the 'available'
         # state"); the port promises NotFound so ControllerUnpublish can treat it as done.
+        _check_volume_id(volume_id)
+        _check_instance_id(instance_id)
         with translated(f"volume {volume_id} from instance {instance_id}", _NOT_ATTACHED, "DetachVolume"):
             self._ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
 
     # Snapshots.
 
-    def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
+    def create_snapshot(
+        self, volume_id: str, tags: Mapping[str, str], description: str, outpost_arn: str = ""
+    ) -> Snapshot:
+        _check_volume_id(volume_id)
         request: dict[str, Any] = {"VolumeId": volume_id, "Description": description}
+        if outpost_arn:
+            request["OutpostArn"] = outpost_arn
         if tags:
             request["TagSpecifications"] = convert.tag_specifications("snapshot", tags)
         with translated(f"snapshot of volume {volume_id}"):
@@ -296,6 +299,7 @@ class Ec2Cloud:
         return convert.to_snapshot(raw)
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
+        _check_snapshot_id(snapshot_id)
         with translated(f"snapshot {snapshot_id}"):
             raw = self._ec2.describe_snapshots(SnapshotIds=[snapshot_id])["Snapshots"]
         for item in raw:
@@ -312,6 +316,7 @@ class Ec2Cloud:
         return convert.to_snapshot(raw[0]) if raw else None
 
     def delete_snapshot(self, snapshot_id: str) -> None:
+        _check_snapshot_id(snapshot_id)
         with translated(f"snapshot {snapshot_id}"):
             self._ec2.delete_snapshot(SnapshotId=snapshot_id)
 
@@ -323,11 +328,13 @@ class Ec2Cloud:
         next_token: str,
     ) -> Page[Snapshot]:
         """Own snapshots only: ``OwnerIds=["self"]`` and the tag filters (public snapshots never match)."""
+        if source_volume_id and not is_volume_id(source_volume_id):
+            return Page(())  # no snapshot can be of a volume that cannot exist
         filters = convert.tag_filters(tag_filters)
         if source_volume_id:
             filters.append({"Name": "volume-id", "Values": [source_volume_id]})
         fetch = self._snapshot_fetch(filters)
-        return _page(fetch, max_results, next_token, SNAPSHOT_PAGE, convert.to_snapshot)
+        return page(fetch, max_results, next_token, SNAPSHOT_PAGE, convert.to_snapshot)
 
     # Modification and tags.
 
@@ -339,6 +346,7 @@ class Ec2Cloud:
         iops: int | None = None,
         throughput: int | None = None,
     ) -> VolumeModification:
+        _check_volume_id(volume_id)
         request: dict[str, Any] = {"VolumeId": volume_id}
         for key, value in (("Size", size_gib), ("VolumeType", volume_type), ("Iops", iops)):
             if value is not None:
@@ -352,6 +360,7 @@ class Ec2Cloud:
         return convert.to_modification(raw)
 
     def get_volume_modification(self, volume_id: str) -> VolumeModification | None:
+        _check_volume_id(volume_id)
         with translated(f"volume {volume_id}"):
             try:
                 answer = self._ec2.describe_volumes_modifications(VolumeIds=[volume_id])
@@ -368,12 +377,14 @@ class Ec2Cloud:
     def create_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
         if not tags:
             return
+        _check_resource_id(resource_id)
         with translated(resource_id):
             self._ec2.create_tags(Resources=[resource_id], Tags=convert.tags_to_ec2(tags))
 
     def delete_tags(self, resource_id: str, keys: Sequence[str]) -> None:
         if not keys:
             return
+        _check_resource_id(resource_id)
         with translated(resource_id):
             self._ec2.delete_tags(Resources=[resource_id], Tags=[{"Key": k} for k in sorted(set(keys))])
 
@@ -413,6 +424,26 @@ class Ec2Cloud:
                 return items
 
 
+def _check_volume_id(volume_id: str) -> None:
+    if not is_volume_id(volume_id):
+        raise NotFound(f"volume {shown(volume_id)} does not exist (not an EBS volume id)")
+
+
+def _check_snapshot_id(snapshot_id: str) -> None:
+    if not is_snapshot_id(snapshot_id):
+        raise NotFound(f"snapshot {shown(snapshot_id)} does not exist (not an EBS snapshot id)")
+
+
+def _check_instance_id(instance_id: str) -> None:
+    if not is_instance_id(instance_id):
+        raise NotFound(f"instance {shown(instance_id)} does not exist (not an EC2 instance id)")
+
+
+def _check_resource_id(resource_id: str) -> None:
+    if not (is_volume_id(resource_id) or is_snapshot_id(resource_id)):
+        raise NotFound(f"{shown(resource_id)} is neither an EBS volume id nor a snapshot id")
+
+
 def _volume_missing(volume_id: str) -> Volume:
     raise NotFound(f"volume {volume_id} does not exist")
 
@@ -430,47 +461,6 @@ _COPY_UNSUPPORTED: Mapping[str, type[ZonalError]] = {
     "NotImplemented": Unimplemented,
     "UnknownOperationException": Unimplemented,
 }
-
-
-def _page(
-    fetch: Fetch,
-    max_results: int,
-    next_token: str,
-    bounds: tuple[int, int],
-    to_model: Callable[[convert.Raw], T],
-) -> Page[T]:
-    """One CSI page out of EC2 pages; see the module docstring for the token format."""
-    skip, ec2_token = _parse_token(next_token)
-    low, high = bounds
-    if max_results <= 0:  # CSI: no max_entries means "everything from the token on"
-        items: list[convert.Raw] = []
-        raw, token = fetch(high, ec2_token)
-        items.extend(raw[skip:])
-        while token:
-            raw, token = fetch(high, token)
-            items.extend(raw)
-        return Page(tuple(to_model(i) for i in items))
-    want = min(max_results, high)
-    raw, token = fetch(max(low, min(high, skip + want)), ec2_token)
-    chosen = raw[skip : skip + want]
-    if skip + want < len(raw):
-        return Page(tuple(to_model(i) for i in chosen), f"{skip + want}:{ec2_token}")
-    while not chosen and token:  # filtered EC2 pages may be empty; never hand out an empty page
-        ec2_token = token
-        raw, token = fetch(max(low, want), ec2_token)
-        chosen = raw[:want]
-        if want < len(raw):
-            return Page(tuple(to_model(i) for i in chosen), f"{want}:{ec2_token}")
-    return Page(tuple(to_model(i) for i in chosen), f"0:{token}" if token else "")
-
-
-def _parse_token(token: str) -> tuple[int, str]:
-    if not token:
-        return 0, ""
-    skip, sep, ec2_token = token.partition(":")
-    if not sep or not skip.isdigit():
-        raise InvalidArgument(f"starting token {token!r} was not issued by this plugin")
-    return int(skip), ec2_token
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

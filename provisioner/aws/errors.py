@@ -18,6 +18,8 @@ How a failure is classified, most specific first:
     ├── missing or broken credentials     → PermissionDenied
     ├── ParamValidationError              → InvalidArgument (we built a request boto3 refuses)
     └── anything else                     → Internal
+    ResponseParserError                   → Unavailable (EC2's answer could not be read; botocore
+                                            says a retry may succeed)
 
 ``DryRunOperation`` is not an error: it is EC2's "this would have succeeded" answer to a DryRun call;
 :func:`is_dry_run_success` recognises it. This module must not decide policy (retry, wait, look up a
@@ -39,6 +41,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.parsers import ResponseParserError
 
 from provisioner.errors import (
     AlreadyExists,
@@ -101,6 +104,8 @@ _CODES: Mapping[str, ErrorClass] = {
     "InvalidZone.NotFound": InvalidArgument,
     "InvalidAvailabilityZone": InvalidArgument,
     "InvalidTagKey.Malformed": InvalidArgument,
+    # Too many tags is the request's fault, not a quota to wait for (the suffix rule would say so).
+    "TagLimitExceeded": InvalidArgument,
     # Credentials and authorisation.
     "UnauthorizedOperation": PermissionDenied,
     "AuthFailure": PermissionDenied,
@@ -194,6 +199,11 @@ def translated(
         raise translate_client_error(e, what, overrides) from e
     except BotoCoreError as e:
         raise translate_botocore_error(e, what, operation) from e
+    except ResponseParserError as e:
+        # Not a BotoCoreError: without this it would leave the adapter as a bug (INTERNAL).
+        head = " ".join(part for part in (operation, what) if part)
+        detail = str(e).split("\n", 1)[0]
+        raise Unavailable(f"{head or 'EC2'}: EC2's answer could not be parsed ({detail})") from e
 
 
 def _message(operation: str, what: str, detail: str) -> str:

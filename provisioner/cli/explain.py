@@ -12,12 +12,14 @@ exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from typing import IO, Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO
 
 import yaml
 
@@ -32,6 +34,7 @@ from provisioner.explain.report import (
     NodeInfo,
     PodReport,
     PvcReport,
+    RequirementsInfo,
     Verdict,
     VolumeInfo,
 )
@@ -74,7 +77,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ""), help="kubeconfig file")
+    parser.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG", ""),
+        help="kubeconfig file (default $KUBECONFIG, else ~/.kube/config)",
+    )
     parser.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
     parser.add_argument(
         "--driver-name", default="", help="CSI driver name (default: the class's provisioner)"
@@ -110,9 +117,9 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 def build_kube(args: argparse.Namespace) -> KubeApi:
-    from provisioner.kube.client import KubeClient, load_configuration_checked
+    from provisioner.cli.kubeaccess import connect
 
-    return KubeClient(load_configuration_checked(args.kubeconfig, args.context), qps=0)
+    return connect(args.kubeconfig, args.context, qps=0, timeout=max(0.1, float(args.timeout)))
 
 
 def build_explain_cloud(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Cloud | None:
@@ -125,27 +132,63 @@ def build_explain_cloud(args: argparse.Namespace, environ: Mapping[str, str] | N
         if args.cloud == "aws":
             raise CliError("no AWS region: pass --region or set AWS_REGION")
         return None
+    return tool_cloud(region, args.ec2_endpoint, args.timeout, max_attempts=2)
+
+
+def tool_cloud(region: str, endpoint: str, timeout: float, max_attempts: int) -> Cloud:
+    """EC2 for the operator tools (explain, doctor, relocate): botocore's standard retries, every call
+    bounded by ``timeout``; an empty ``endpoint`` leaves boto3 to its own (``AWS_ENDPOINT_URL_EC2``)."""
     from provisioner.cli.cloud import build_cloud
 
-    timeout = max(1.0, float(args.timeout))
+    seconds = max(1.0, float(timeout))
     return build_cloud(
         CloudConfig(
             kind="aws",
             region=region,
-            endpoint_url=args.ec2_endpoint,
+            endpoint_url=endpoint,
             retry_mode="standard",
-            max_attempts=2,
-            connect_timeout=min(3.0, timeout),
-            read_timeout=timeout,
+            max_attempts=max_attempts,
+            connect_timeout=min(3.0, seconds),
+            read_timeout=seconds,
         )
     )
+
+
+@contextlib.contextmanager
+def bounded(timeout: float) -> Iterator[Callable[[KubeApi], KubeApi]]:
+    """Every network call bounded by ``timeout`` (the Kubernetes client's sockets take the process
+    default when no per-call timeout is given); the clients passed to the yielded function are closed
+    at the end."""
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(max(0.1, float(timeout)))
+    opened: list[KubeApi] = []
+
+    def keep(kube: KubeApi) -> KubeApi:
+        opened.append(kube)
+        return kube
+
+    try:
+        yield keep
+    finally:
+        socket.setdefaulttimeout(previous)
+        for kube in opened:
+            close = getattr(kube, "close", None)
+            if callable(close):
+                close()
 
 
 # --- running -----------------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
+    quiet_unless_verbose(args)
     return execute(args, build_kube, build_explain_cloud, sys.stdout, sys.stderr)
+
+
+def quiet_unless_verbose(args: argparse.Namespace) -> None:
+    """The report is the output: zonal's own start-up lines (which endpoint, which region) only with -v."""
+    if not getattr(args, "verbosity", 0):
+        logging.getLogger("zonal").setLevel(logging.WARNING)
 
 
 def execute(
@@ -156,37 +199,29 @@ def execute(
     err: IO[str],
 ) -> int:
     """Build the adapters, explain, print. Every failure is one line on ``err`` and status 1."""
-    previous = socket.getdefaulttimeout()
-    # The Kubernetes client's sockets take the process default when no per-call timeout is given.
-    socket.setdefaulttimeout(max(0.1, float(args.timeout)))
-    kube: Any = None
     try:
-        namespace, name = parse_target(args.target)
-        kube = kube_factory(args)
-        cloud = cloud_factory(args)
-        driver = args.driver_name or None
-        report: PvcReport | PodReport
-        if args.explain_command == "pvc":
-            config = ProvisionerConfig(
-                strict_topology=args.strict_topology,
-                fixes=RequirementFixes.sidecar() if args.sidecar_compatible else RequirementFixes(),
-            )
-            report = explain_pvc(kube, namespace, name, driver, cloud, config)
-        else:
-            report = explain_pod(kube, namespace, name, driver, cloud)
+        with bounded(args.timeout) as keep:
+            namespace, name = parse_target(args.target)
+            kube = keep(kube_factory(args))
+            cloud = cloud_factory(args)
+            driver = args.driver_name or None
+            report: PvcReport | PodReport
+            if args.explain_command == "pvc":
+                config = ProvisionerConfig(
+                    strict_topology=args.strict_topology,
+                    fixes=RequirementFixes.sidecar() if args.sidecar_compatible else RequirementFixes(),
+                )
+                report = explain_pvc(kube, namespace, name, driver, cloud, config)
+            else:
+                report = explain_pod(kube, namespace, name, driver, cloud)
     except (CliError, ZonalError) as e:
-        print(f"zonal explain: error: {_one_line(e)}", file=err)
+        print(f"zonal explain: error: {one_line(e)}", file=err)
         return 1
-    finally:
-        socket.setdefaulttimeout(previous)
-        close = getattr(kube, "close", None)
-        if callable(close):
-            close()
     out.write(render(report, args.output, colour=_colour(out)))
     return 0
 
 
-def _one_line(e: BaseException) -> str:
+def one_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     message = text[0] if text else type(e).__name__
     if isinstance(e, KubeError) and "cannot reach" in message:
@@ -282,6 +317,20 @@ def _volume_lines(vol: VolumeInfo, label: str = "volume") -> list[str]:
     return lines
 
 
+def requirements_headline(req: RequirementsInfo) -> str:
+    """One readable line per status, never the status glued to a second verb ("sent, were sent")."""
+    now = "now" in req.when
+    if req.status == "sent":
+        return req.when  # "sent to CreateVolume (recorded on the PV in …)"
+    if req.status == "computed":
+        return f"computed, {req.when}"
+    if req.status == "none":
+        return f"none: CreateVolume {'would get' if now else 'will get'} no accessibility requirements"
+    if req.status == "waiting":
+        return "waiting: computed once the scheduler picks a node for a pod using the claim"
+    return f"{req.status}: cannot be computed from the cluster as it is"
+
+
 def render_pvc(report: PvcReport, colour: bool = False) -> str:
     lines = verdict_lines(report.verdict, colour)
     lines.append("")
@@ -292,7 +341,7 @@ def render_pvc(report: PvcReport, colour: bool = False) -> str:
     lines.append(_row("selected", _node_text(report.selected_node) if report.selected_node else "(none)"))
     req = report.requirements
     if req is not None:
-        lines.append(_row("requirements", f"{req.status}, {req.when}"))
+        lines.append(_row("requirements", requirements_headline(req)))
         if req.status in ("computed", "sent"):
             lines.append(_more(f"requisite: {_segs(req.requisite)}"))
             lines.append(_more(f"preferred: {_segs(req.preferred)}"))

@@ -1,9 +1,11 @@
 """Node-service flags and the builder that turns them into a ready :class:`NodeService`.
 
-``add_args`` adds ``--node-id --zone --instance-type --volume-attach-limit --metadata-sources``;
-``build_node_service`` resolves where the node is (refusing to start, with the sources tried, when it
-cannot tell), wires the Linux mounter and the sysfs device resolver into a :class:`NodeCore`. The only
-environment read is ``CSI_NODE_NAME`` (for the Kubernetes metadata source).
+``add_args`` adds ``--node-id --zone --instance-type --volume-attach-limit
+--reserved-volume-attachments --metadata-sources --state-dir``; ``build_node_service`` resolves where
+the node is (refusing to start, with the sources tried, when it cannot tell), wires the Linux mounter,
+the sysfs device resolver and the node's state folder into a :class:`NodeCore`. On a real instance the
+resolver never accepts a loop device; with the embedded cloud it accepts those backed by the embedded
+cloud's own files. The only environment read is ``CSI_NODE_NAME`` (for the Kubernetes metadata source).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from provisioner.errors import FailedPrecondition
 from provisioner.kube.nodeinfo import KubeNodeMetadata
 from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import LinuxMounter
+from provisioner.mount.state import DEFAULT_STATE_DIR, FileNodeState
 from provisioner.node import DEFAULT_METADATA_SOURCES, KNOWN_METADATA_SOURCES, NodeConfig, NodeCore
 from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
@@ -46,6 +49,13 @@ def _positive(value: str) -> int:
     return n
 
 
+def _non_negative(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be at least 0")
+    return n
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("node service")
     g.add_argument("--node-id", default="", help="instance id to report (overrides metadata)")
@@ -60,10 +70,23 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         help="max_volumes_per_node to report instead of the limit computed from the instance type",
     )
     g.add_argument(
+        "--reserved-volume-attachments",
+        type=_non_negative,
+        default=None,
+        help="attachments held by the system (root disk…), subtracted from the computed limit instead of "
+        "the devices attached at start; ignored with --volume-attach-limit",
+    )
+    g.add_argument(
         "--metadata-sources",
         type=_sources,
         default=DEFAULT_METADATA_SOURCES,
         help="where to learn the instance id, zone and type, tried in order (default: imds,kubernetes)",
+    )
+    g.add_argument(
+        "--state-dir",
+        default="",
+        help="where the node records what it mounted and the formats it started "
+        f"(default {DEFAULT_STATE_DIR}; with --cloud embedded, a folder in the embedded state folder)",
     )
     g.add_argument("--imds-endpoint", default=DEFAULT_ENDPOINT, help=argparse.SUPPRESS)
 
@@ -74,6 +97,7 @@ def node_config(args: argparse.Namespace) -> NodeConfig:
         zone=args.zone,
         instance_type=args.instance_type,
         volume_attach_limit=args.volume_attach_limit,
+        reserved_volume_attachments=args.reserved_volume_attachments,
         metadata_sources=tuple(args.metadata_sources),
     )
 
@@ -93,9 +117,12 @@ def build_node_service(
     *,
     metadata: NodeMetadata | None = None,
     environ: Mapping[str, str] | None = None,
+    embedded_dir: str | os.PathLike[str] | None = None,
 ) -> NodeService:
     """The Node servicer for ``args``. ``metadata`` (the embedded cloud's instance) skips the sources;
-    flags still override it. Raises CliError when the node cannot tell where it is."""
+    flags still override it. ``embedded_dir`` is the embedded cloud's folder: its loop devices are
+    accepted as volumes and the node state defaults to a folder in it. Raises CliError when the node
+    cannot tell where it is."""
     config = node_config(args)
     env = os.environ if environ is None else environ
     try:
@@ -113,7 +140,19 @@ def build_node_service(
         resolved.instance_type or "unknown",
         resolved.source,
     )
-    core = NodeCore(LinuxMounter(), SysfsDeviceResolver(), resolved, config, SystemClock(), log)
+    loop_dirs = () if embedded_dir is None else (str(embedded_dir),)
+    default_state = DEFAULT_STATE_DIR if embedded_dir is None else os.path.join(embedded_dir, "node-state")
+    state_dir = getattr(args, "state_dir", "") or default_state
+    log.info("node state in %s", state_dir)
+    core = NodeCore(
+        LinuxMounter(),
+        SysfsDeviceResolver(loop_dirs=loop_dirs),
+        resolved,
+        config,
+        SystemClock(),
+        log,
+        state=FileNodeState(state_dir),
+    )
     return NodeService(core)
 
 

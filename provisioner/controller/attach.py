@@ -3,7 +3,9 @@
 Device names: EC2 wants the caller to pick a free device name. A fixed list (``/dev/xvdaa`` …
 ``/dev/xvdzz``, as aws-ebs-csi-driver) is walked in order under a lock per instance; names in the
 instance's block-device mappings, names reserved by attachments still in flight, and — last of all —
-names that got stuck in ``attaching`` before are skipped. Over ports only: no boto3, no grpc.
+names that got stuck in ``attaching`` before are skipped. A volume whose class set
+``blockAttachUntilInitialized`` is published only once it is initialized (see :mod:`.initialization`).
+Over ports only: no boto3, no grpc.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from provisioner.controller.common import (
     check_capability,
     wants_multi_attach,
 )
+from provisioner.controller.initialization import await_initialized
 from provisioner.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -37,6 +40,13 @@ from provisioner.ports.cloud import Cloud
 
 DEVICE_NAMES = tuple(f"/dev/xvd{a}{b}" for a in string.ascii_lowercase for b in string.ascii_lowercase)
 PUBLISH_CONTEXT_DEVICE_PATH = "devicePath"
+# The volume's size when attached: on Xen instances (disks without serials) the node checks the named
+# device against it before using it (provisioner.mount.devices: a second check that can fail).
+PUBLISH_CONTEXT_SIZE = "volumeSizeBytes"
+
+
+def _context(device: str, volume: Volume) -> dict[str, str]:
+    return {PUBLISH_CONTEXT_DEVICE_PATH: device, PUBLISH_CONTEXT_SIZE: str(volume.size_gib * 1024**3)}
 
 
 class Attacher:
@@ -88,7 +98,8 @@ class Attacher:
                 )
             mine = _attachment(volume, node_id)
             if mine is not None and mine.state in PUBLISHED_STATES:
-                return {PUBLISH_CONTEXT_DEVICE_PATH: mine.device}  # CSI: already published → same answer
+                await_initialized(self.cloud, self.waiter, volume, context, until)
+                return _context(mine.device, volume)  # CSI: already published → same answer
             if mine is not None and mine.state == "detaching":
                 raise OperationInProgress(
                     f"volume {volume_id} is still detaching from {node_id}; retry later"
@@ -102,14 +113,26 @@ class Attacher:
                 device = self._wait_attached(volume_id, node_id, device, until)
             finally:
                 self._release(node_id, device)
-            return {PUBLISH_CONTEXT_DEVICE_PATH: device}
+            await_initialized(self.cloud, self.waiter, volume, context, until)
+            return _context(device, volume)
 
     def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:
+        """Detach from ``node_id``, or from every node when it is empty."""
         if not volume_id:
             raise InvalidArgument("volume_id is required")
-        if not node_id:
-            raise InvalidArgument("node_id is required")
         until = self.waiter.deadline(deadline)
+        if not node_id:
+            # CSI: node_id unset → "the SP MUST unpublish the volume from all nodes it is published to".
+            try:
+                volume = self.cloud.get_volume(volume_id)
+            except NotFound:
+                return  # CSI: an unknown volume is unpublished → OK
+            for node in dict.fromkeys(a.instance_id for a in volume.attachments if a.state != "detached"):
+                self._unpublish(volume_id, node, until)
+            return
+        self._unpublish(volume_id, node_id, until)
+
+    def _unpublish(self, volume_id: str, node_id: str, until: Deadline) -> None:
         with self.inflight.guard(f"attach:{volume_id}:{node_id}", f"unpublishing {volume_id} from {node_id}"):
             # CSI: an unknown volume or node, or a volume already detached, is unpublished → OK.
             try:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from provisioner.config import ControllerConfig, DriverConfig
+from provisioner.config import EBS_DRIVER_NAME, ControllerConfig, DriverConfig
 from provisioner.errors import DeadlineExceeded, InvalidArgument, OperationInProgress
 from provisioner.model import (
     GIB,
@@ -38,6 +38,9 @@ R = TypeVar("R")
 # Written on a clone: the volume it was copied from (a snapshot-then-restore clone's own SnapshotId
 # names the intermediate snapshot, so idempotency compares this tag instead).
 TAG_SOURCE_VOLUME = "zonal.dev/source-volume"
+
+# EC2: at most 50 user tags on one resource.
+MAX_TAGS = 50
 
 # Attachment states that mean "published to that node" (EC2's "busy" is attached and in use).
 PUBLISHED_STATES = frozenset({"attached", "busy"})
@@ -120,6 +123,16 @@ def check_capability(capability: VolumeCapability) -> None:
     raise InvalidArgument(f"access mode {mode.name} is not supported")
 
 
+def check_tag_count(tags: Mapping[str, str], what: str) -> None:
+    """EC2 allows at most 50 tags on a volume or snapshot. Counted before the call, so too many
+    tagSpecification_N is INVALID_ARGUMENT naming the cause, not EC2's TagLimitExceeded after it."""
+    if len(tags) > MAX_TAGS:
+        raise InvalidArgument(
+            f"the {what} would carry {len(tags)} tags (the driver's own, --extra-tags and "
+            f"tagSpecification_N); EC2 allows at most {MAX_TAGS}"
+        )
+
+
 def wants_multi_attach(capability: VolumeCapability) -> bool:
     return capability.access_mode is AccessMode.MULTI_NODE_MULTI_WRITER
 
@@ -133,15 +146,54 @@ def ownership_tags(driver: DriverConfig) -> dict[str, str]:
 
 
 def owner_filter(driver: DriverConfig) -> dict[str, str]:
-    """The tag filter selecting this driver's (and cluster's) volumes."""
-    tags = {TAG_ZONAL_DRIVER: driver.driver_name}
+    """The EC2 tag filter that selects at least every volume or snapshot this driver owns.
+
+    Listings keep only what :func:`owns` accepts among them: as ``ebs.csi.aws.com`` the filter is
+    aws-ebs-csi-driver's own tag, which zonal writes too, so it also selects objects of zonal instances
+    running under other driver names."""
+    tags = (
+        {TAG_DRIVER: "true"}
+        if driver.driver_name == EBS_DRIVER_NAME
+        else {TAG_ZONAL_DRIVER: driver.driver_name}
+    )
     if driver.cluster_id:
         tags[TAG_CLUSTER_PREFIX + driver.cluster_id] = "owned"
     return tags
 
 
+def owns(tags: Mapping[str, str], driver: DriverConfig, name_tag: str) -> bool:
+    """Whether the volume or snapshot carrying ``tags`` was made by this driver (and cluster).
+
+    Made by zonal: ``zonal.dev/driver`` names this driver. Taking over from aws-ebs-csi-driver (zonal
+    runs as ``ebs.csi.aws.com``): also what that driver makes, its name tag (``CSIVolumeName`` or
+    ``CSIVolumeSnapshotName``) with ``ebs.csi.aws.com/cluster=true`` and no ``zonal.dev/driver`` (a
+    zonal object of another driver name stays that driver's). With a cluster id, both drivers also
+    write ``kubernetes.io/cluster/<id>=owned``, which must match."""
+    if driver.cluster_id and tags.get(TAG_CLUSTER_PREFIX + driver.cluster_id) != "owned":
+        return False
+    made_by = tags.get(TAG_ZONAL_DRIVER)
+    if made_by is not None:
+        return made_by == driver.driver_name
+    return (
+        driver.driver_name == EBS_DRIVER_NAME and tags.get(TAG_DRIVER) == "true" and bool(tags.get(name_tag))
+    )
+
+
+def why_not_owned(tags: Mapping[str, str], driver: DriverConfig, name_tag: str) -> str:
+    """What the tags say instead, for the refusal message (the operator decides what to do)."""
+    cluster_tag = TAG_CLUSTER_PREFIX + driver.cluster_id
+    if driver.cluster_id and tags.get(cluster_tag) != "owned":
+        return f"it is not tagged {cluster_tag}=owned"
+    made_by = tags.get(TAG_ZONAL_DRIVER)
+    if made_by is not None:
+        return f"its {TAG_ZONAL_DRIVER} tag names {made_by}"
+    if tags.get(TAG_DRIVER) == "true" and tags.get(name_tag):
+        return f"it carries aws-ebs-csi-driver's tags (zonal owns those only as {EBS_DRIVER_NAME})"
+    return "it carries no ownership tag (made outside Kubernetes or by another tool)"
+
+
 def is_owned(volume: Volume, driver: DriverConfig) -> bool:
-    return all(volume.tags.get(k) == v for k, v in owner_filter(driver).items())
+    return owns(volume.tags, driver, TAG_VOLUME_NAME)
 
 
 def volume_label(volume: Volume) -> str:

@@ -32,12 +32,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import re
 import threading
 from collections.abc import Mapping, Sequence
 
 from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
+from provisioner.controller import drivertags
 from provisioner.controller.attach import Attacher
 from provisioner.controller.common import (
     ControllerCapability,
@@ -48,12 +48,14 @@ from provisioner.controller.common import (
     VolumeStatus,
     Waiter,
     check_capability,
+    check_tag_count,
     is_owned,
     owner_filter,
     ownership_tags,
     volume_label,
     volume_status,
     wants_multi_attach,
+    why_not_owned,
 )
 from provisioner.controller.existing import NameRequest, check_existing, check_zone
 from provisioner.controller.modify import Expanded, Modifier
@@ -70,6 +72,7 @@ from provisioner.errors import (
     OperationInProgress,
     Unimplemented,
     ZonalError,
+    shown,
 )
 from provisioner.model import (
     GIB,
@@ -84,6 +87,7 @@ from provisioner.model import (
     VolumeCapability,
     VolumeSpec,
     VolumeState,
+    is_volume_id,
 )
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
@@ -91,7 +95,6 @@ from provisioner.topology.zones import ZoneChoice, choose_zone
 
 SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
-_VOLUME_ID = re.compile(r"^vol-[0-9a-f]+$")
 _LIST_PAGE = 1000
 
 
@@ -123,8 +126,8 @@ class ControllerCore:
         self.waiter = Waiter(clock, config)
         self.inflight = InFlight()
         self.attacher = Attacher(cloud, self.waiter, config, self.inflight, self.log)
-        self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log)
-        self.modifier = Modifier(cloud, self.waiter, config, self.log)
+        self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log, clock)
+        self.modifier = Modifier(cloud, self.waiter, config, self.log, driver.driver_name)
         self.sources = Sources(cloud, self.waiter, driver, self.log)
         self.tokens = ClientTokens(clock, config.token_mismatch_grace)
         self.recent = RecentVolumes(clock, config.validate_cache_seconds)
@@ -152,7 +155,9 @@ class ControllerCore:
         for capability in capabilities:
             check_capability(capability)
         # CSI 1.11: mutable_parameters (the VolumeAttributesClass) win over parameters.
-        parsed = P.parse_parameters(P.merge_mutable(parameters, mutable_parameters))
+        parsed = P.parse_parameters(parameters, mutable_parameters)
+        for key in parsed.deprecated:
+            self.log.info("volume %s: parameter %s is deprecated and has no effect", name, key)
         P.validate_format_options(parsed.volume_context, capabilities)
         multi_attach = any(wants_multi_attach(c) for c in capabilities)
         if multi_attach and parsed.volume_type != "io2":
@@ -163,12 +168,14 @@ class ControllerCore:
         plan = self.sources.plan(source, requirement)
         size_gib = size_for(capacity, parsed.volume_type, plan)
         tags = {
-            **self.driver.extra_tags,
+            **drivertags.volume_driver_tags(self.driver, name, parameters),
             **parsed.tags,
+            **drivertags.auto_iops_tags(self.driver, parsed),
             **plan.tags,
             **ownership_tags(self.driver),
             TAG_VOLUME_NAME: name,
         }
+        check_tag_count(tags, "volume")
         spec = VolumeSpec(
             name=name,
             size_gib=size_gib,
@@ -180,6 +187,7 @@ class ControllerCore:
             multi_attach=multi_attach,
             snapshot_id=plan.snapshot_id,
             tags=tags,
+            initialization_rate=parsed.initialization_rate if plan.snapshot_id or plan.clone_of else None,
         )
         until = self.waiter.deadline(deadline)
         with self.inflight.guard(f"create:{name}", f"creating volume {name}"):
@@ -202,7 +210,7 @@ class ControllerCore:
                     name,
                     skip.source,
                     skip.index,
-                    skip.requested,
+                    shown(skip.requested),
                     skip.reason,
                 )
             self.log.info("volume %s: %s", name, choice.describe())
@@ -344,7 +352,7 @@ class ControllerCore:
         if not volume_id:
             raise InvalidArgument("volume_id is required")
         # CSI: a volume id the plugin cannot parse does not exist → OK.
-        if not _VOLUME_ID.match(volume_id):
+        if not is_volume_id(volume_id):
             return
         try:
             self._delete_volume(volume_id)
@@ -358,8 +366,9 @@ class ControllerCore:
             except NotFound:
                 return  # CSI: deleting a volume that does not exist → OK
             if not is_owned(volume, self.driver) and not self.config.allow_foreign_volume_delete:
+                reason = why_not_owned(volume.tags, self.driver, TAG_VOLUME_NAME)
                 raise FailedPrecondition(
-                    f"volume {volume_id} was not created by {self.driver.driver_name} (no ownership tag); "
+                    f"volume {volume_id} was not created by {self.driver.driver_name}: {reason}; "
                     "refusing to delete it (see --allow-foreign-volume-delete)"
                 )
             attached = [a.instance_id for a in volume.attachments if a.state != "detached"]
@@ -432,8 +441,10 @@ class ControllerCore:
         if max_entries < 0:
             raise InvalidArgument("max_entries must not be negative")
         # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not _VOLUME_ID.match(starting_token):
-            raise InvalidStartingToken(f"starting_token {starting_token!r} was not issued by this plugin")
+        if starting_token and not is_volume_id(starting_token):
+            raise InvalidStartingToken(
+                f"starting_token {shown(starting_token)} was not issued by this plugin"
+            )
         volumes: list[Volume] = []
         token = ""
         while True:
@@ -443,7 +454,11 @@ class ControllerCore:
             if not token:
                 break
         ordered = sorted(
-            (v for v in volumes if v.state not in (VolumeState.DELETING, VolumeState.DELETED)),
+            (
+                v
+                for v in volumes
+                if v.state not in (VolumeState.DELETING, VolumeState.DELETED) and is_owned(v, self.driver)
+            ),
             key=lambda v: v.volume_id,
         )
         if starting_token:

@@ -16,7 +16,11 @@ Documented choices:
 * EC2's refusals (a modification in progress, the rate limit) become ModificationRateLimited
   (RESOURCE_EXHAUSTED) with a message saying when a retry can succeed.
 * Tag changes (``tagSpecification_N``, ``tagDeletion_N``) are applied at once with CreateTags /
-  DeleteTags; they are not modifications in EC2's sense and never wait for the window.
+  DeleteTags; they are not modifications in EC2's sense and never wait for the window. Tag values are
+  templates over ``.PVCName``, ``.PVCNamespace``, ``.PVName`` (the resizer's ``--extra-modify-metadata``
+  keys); the deprecated ``volumeType`` means ``type`` unless ``type`` is given too.
+* A volume that remembers ``allowAutoIOPSIncreaseOnModify`` (see :mod:`.drivertags`) gets its IOPS
+  raised with its size on expansion, in the same ModifyVolume; a floor, never a conflict.
 
 Over ports only: no boto3, no grpc. It must not decide zones or create volumes.
 """
@@ -32,6 +36,7 @@ from dataclasses import dataclass, field
 from provisioner import params as P
 from provisioner.config import ControllerConfig
 from provisioner.controller.common import Waiter
+from provisioner.controller.drivertags import auto_iops
 from provisioner.errors import (
     DeadlineExceeded,
     Internal,
@@ -40,12 +45,14 @@ from provisioner.errors import (
     OperationInProgress,
     OutOfRange,
     ZonalError,
+    shown,
 )
 from provisioner.model import GIB, AccessType, CapacityRange, Volume, VolumeCapability
 from provisioner.ports.clock import Deadline
 from provisioner.ports.cloud import Cloud, VolumeModification
 
-KEY_TAG_DELETION_PREFIX = "tagdeletion_"
+KEY_TAG_DELETION_PREFIX = P.KEY_TAG_DELETION_PREFIX
+_AT_LEAST = frozenset({"size_gib", "iops_min"})  # merged by taking the larger wish, never a conflict
 _IN_PROGRESS = frozenset({"modifying", "optimizing"})
 _USABLE = frozenset({"optimizing", "completed"})
 
@@ -70,21 +77,24 @@ class ModifyRequest:
 
 
 def parse_mutable(parameters: Mapping[str, str]) -> ModifyRequest:
-    """``mutable_parameters`` → ModifyRequest. CSI: parameters not supported → INVALID_ARGUMENT."""
-    if not parameters:
-        raise InvalidArgument("mutable_parameters is required")
+    """``mutable_parameters`` → ModifyRequest (empty: nothing to change). CSI: parameters not supported
+    → INVALID_ARGUMENT."""
     volume_type: str | None = None
     iops: int | None = None
     throughput: int | None = None
     add: dict[str, str] = {}
     remove: list[str] = []
+    specs: list[tuple[str, str]] = []
+    lowered = {k.lower() for k in parameters}
     for key, value in parameters.items():
         lower = key.lower()
-        if lower == P.KEY_TYPE:
+        if lower == P.KEY_VOLUME_TYPE_DEPRECATED and P.KEY_TYPE in lowered:
+            continue  # aws-ebs-csi-driver: the preferred key "type" wins over "volumeType"
+        if lower in (P.KEY_TYPE, P.KEY_VOLUME_TYPE_DEPRECATED):
             volume_type = value.strip().lower()
             if volume_type not in P.VOLUME_TYPES:
                 raise InvalidArgument(
-                    f"parameter {key!r}: unknown volume type {value!r}; "
+                    f"parameter {shown(key)}: unknown volume type {shown(value)}; "
                     f"expected one of {sorted(P.VOLUME_TYPES)}"
                 )
         elif lower == P.KEY_IOPS:
@@ -92,19 +102,24 @@ def parse_mutable(parameters: Mapping[str, str]) -> ModifyRequest:
         elif lower == P.KEY_THROUGHPUT:
             throughput = P.positive_int(key, value)
         elif lower.startswith(P.KEY_TAG_SPEC_PREFIX) and len(lower) > len(P.KEY_TAG_SPEC_PREFIX):
-            tag_key, tag_value = P.parse_tag_spec(key, value)
-            add[tag_key] = tag_value
+            specs.append((key, value))  # a template: rendered once every field is known
+        elif lower in P.VOLUME_FIELDS.values():
+            pass  # the resizer's --extra-modify-metadata: template fields only
         elif lower.startswith(KEY_TAG_DELETION_PREFIX) and len(lower) > len(KEY_TAG_DELETION_PREFIX):
             tag_key = value.strip()
             if not tag_key:
-                raise InvalidArgument(f"parameter {key!r}: a tag key is required")
+                raise InvalidArgument(f"parameter {shown(key)}: a tag key is required")
             P.check_tag_key(key, tag_key)
             remove.append(tag_key)
         else:
-            raise InvalidArgument(f"unknown mutable parameter {key!r}")
+            raise InvalidArgument(f"unknown mutable parameter {shown(key)}")
+    fields = P.template_fields(parameters, P.VOLUME_FIELDS)
+    for key, value in specs:
+        tag_key, tag_value = P.render_tag_spec(key, value, fields)
+        add[tag_key] = tag_value
     clash = sorted(set(add) & set(remove))
     if clash:
-        raise InvalidArgument(f"tag {clash[0]!r} is both added and deleted")
+        raise InvalidArgument(f"tag {shown(clash[0])} is both added and deleted")
     return ModifyRequest(volume_type, iops, throughput, add, tuple(remove))
 
 
@@ -167,9 +182,15 @@ def _iso(epoch: float) -> str:
 
 class Modifier:
     def __init__(
-        self, cloud: Cloud, waiter: Waiter, config: ControllerConfig, logger: logging.Logger
+        self,
+        cloud: Cloud,
+        waiter: Waiter,
+        config: ControllerConfig,
+        logger: logging.Logger,
+        driver_name: str = "",
     ) -> None:
         self.cloud = cloud
+        self.driver_name = driver_name  # prefix of the allowAutoIOPSIncreaseOnModify tags
         self.waiter = waiter
         self.config = config
         self.log = logger
@@ -210,7 +231,11 @@ class Modifier:
             if latest is not None and latest.state in _IN_PROGRESS:
                 self._wait_usable(volume_id, until)
             return Expanded(volume.size_gib * GIB, node_required)
-        merged = self._submit(volume_id, {"size_gib": size}, until).get("size_gib", size)
+        want: dict[str, int | str] = {"size_gib": size}
+        raised = auto_iops(volume, self.driver_name, size)
+        if raised is not None:
+            want["iops_min"] = raised  # allowAutoIOPSIncreaseOnModify: IOPS grow with the size
+        merged = self._submit(volume_id, want, until).get("size_gib", size)
         self._wait_usable(volume_id, until)
         # A merged request may have asked for more than this caller: answer the real new size.
         return Expanded(max(size, int(merged)) * GIB, node_required)
@@ -225,6 +250,8 @@ class Modifier:
         request = parse_mutable(mutable_parameters)
         until = self.waiter.deadline(deadline)
         volume = self.cloud.get_volume(volume_id)  # CSI: volume does not exist → NOT_FOUND
+        if request == ModifyRequest():
+            return  # CSI: no mutable_parameters on an existing volume → OK, nothing to change
         _check_performance(request, volume)
         if request.add_tags:
             self.cloud.create_tags(volume_id, request.add_tags)
@@ -259,7 +286,7 @@ class Modifier:
             else:
                 for key, value in want.items():
                     held = batch.want.get(key)
-                    if key != "size_gib" and held is not None and held != value:
+                    if key not in _AT_LEAST and held is not None and held != value:
                         # The later caller fails; the earlier wish goes ahead unchanged.
                         raise OperationInProgress(
                             f"volume {volume_id}: {key}={value} conflicts with {key}={held} requested "
@@ -267,7 +294,7 @@ class Modifier:
                         )
             for key, value in want.items():
                 held = batch.want.get(key)
-                if key == "size_gib" and isinstance(held, int) and isinstance(value, int):
+                if key in _AT_LEAST and isinstance(held, int) and isinstance(value, int):
                     batch.want[key] = max(held, value)
                 else:
                     batch.want[key] = value
@@ -299,6 +326,9 @@ class Modifier:
         size = want.get("size_gib")
         vtype = want.get("volume_type")
         iops = want.get("iops")
+        floor = want.get("iops_min")
+        if isinstance(floor, int) and floor > (iops if isinstance(iops, int) else volume.iops or 0):
+            iops = floor  # only ever raised: an explicit iops above the floor stands
         throughput = want.get("throughput")
         changes = {
             "size_gib": size if isinstance(size, int) and size > volume.size_gib else None,

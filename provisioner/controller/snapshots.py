@@ -15,6 +15,8 @@ Documented choices:
   deletes are allowed (the same switch as for volumes), and one that a volume is being restored from.
 * A snapshot found by name in EC2's ``error`` state is deleted and the call answers UNAVAILABLE, so the
   retry creates a fresh one.
+* VolumeSnapshotClass keys (tags, fast snapshot restores, Outpost, lock) are parsed in
+  :mod:`.snapclass`; fast restores and the lock run after CreateSnapshot, in :mod:`.snapshot_steps`.
 """
 
 from __future__ import annotations
@@ -22,13 +24,26 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import re
 import threading
 from collections.abc import Iterator, Mapping
 
-from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
-from provisioner.controller.common import InFlight, owner_filter, ownership_tags
+from provisioner.controller import drivertags, snapshot_steps
+from provisioner.controller.common import (
+    InFlight,
+    check_tag_count,
+    is_owned,
+    owner_filter,
+    ownership_tags,
+    owns,
+    why_not_owned,
+)
+from provisioner.controller.snapclass import (
+    TAG_SNAPSHOT_CONTENT_NAME as TAG_SNAPSHOT_CONTENT_NAME,  # re-exported: the tags a snapshot gets
+)
+from provisioner.controller.snapclass import TAG_SNAPSHOT_OBJECT_NAME as TAG_SNAPSHOT_OBJECT_NAME
+from provisioner.controller.snapclass import TAG_SNAPSHOT_OBJECT_NAMESPACE as TAG_SNAPSHOT_OBJECT_NAMESPACE
+from provisioner.controller.snapclass import SnapshotClass, parse_snapshot_class
 from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -36,50 +51,20 @@ from provisioner.errors import (
     InvalidStartingToken,
     NotFound,
     Unavailable,
+    shown,
 )
-from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState
+from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState, is_snapshot_id
+from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.cloud import Cloud
 
 # Marks the intermediate snapshot of a snapshot-then-restore clone (see sources.py); never listed.
 TAG_INTERMEDIATE = "zonal.dev/intermediate"
 
-SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]+$")
 _LIST_PAGE = 1000
-
-# CreateSnapshot parameter keys (lower case): the snapshotter's extra metadata and tag specifications.
-KEY_SNAPSHOT_NAME = "csi.storage.k8s.io/volumesnapshot/name"
-KEY_SNAPSHOT_NAMESPACE = "csi.storage.k8s.io/volumesnapshot/namespace"
-KEY_SNAPSHOT_CONTENT_NAME = "csi.storage.k8s.io/volumesnapshotcontent/name"
-# The tags they become (aws-ebs-csi-driver's names, so tooling that reads them keeps working).
-TAG_SNAPSHOT_OBJECT_NAME = "kubernetes.io/created-for/volumesnapshot/name"
-TAG_SNAPSHOT_OBJECT_NAMESPACE = "kubernetes.io/created-for/volumesnapshot/namespace"
-TAG_SNAPSHOT_CONTENT_NAME = "kubernetes.io/created-for/volumesnapshotcontent/name"
-_METADATA_TAGS = {
-    KEY_SNAPSHOT_NAME: TAG_SNAPSHOT_OBJECT_NAME,
-    KEY_SNAPSHOT_NAMESPACE: TAG_SNAPSHOT_OBJECT_NAMESPACE,
-    KEY_SNAPSHOT_CONTENT_NAME: TAG_SNAPSHOT_CONTENT_NAME,
-}
-
-
-def snapshot_tags(parameters: Mapping[str, str]) -> dict[str, str]:
-    """CreateSnapshot ``parameters`` → tags. Unknown keys are INVALID_ARGUMENT, named."""
-    tags: dict[str, str] = {}
-    for key, value in parameters.items():
-        lower = key.lower()
-        if lower.startswith(P.KEY_TAG_SPEC_PREFIX) and len(lower) > len(P.KEY_TAG_SPEC_PREFIX):
-            tag_key, tag_value = P.parse_tag_spec(key, value)
-            tags[tag_key] = tag_value
-        elif lower in _METADATA_TAGS:
-            if value:
-                tags[_METADATA_TAGS[lower]] = value
-        else:
-            # CSI: invalid or unsupported field in the request → INVALID_ARGUMENT.
-            raise InvalidArgument(f"unknown snapshot parameter {key!r}")
-    return tags
 
 
 def is_owned_snapshot(snapshot: Snapshot, driver: DriverConfig) -> bool:
-    return all(snapshot.tags.get(k) == v for k, v in owner_filter(driver).items())
+    return owns(snapshot.tags, driver, TAG_SNAPSHOT_NAME)
 
 
 class Snapshotter:
@@ -90,12 +75,14 @@ class Snapshotter:
         config: ControllerConfig,
         inflight: InFlight,
         logger: logging.Logger,
+        clock: Clock | None = None,
     ) -> None:
         self.cloud = cloud
         self.driver = driver
         self.config = config
         self.inflight = inflight
         self.log = logger
+        self.clock = clock or SystemClock()
         self._lock = threading.Lock()
         self._restoring: collections.Counter[str] = collections.Counter()
 
@@ -118,24 +105,40 @@ class Snapshotter:
             raise InvalidArgument("name is required")
         if not source_volume_id:
             raise InvalidArgument("source_volume_id is required")
-        extra = snapshot_tags(parameters)
+        cls = parse_snapshot_class(parameters, self.clock.time())
+        self._check_zones(cls)
         with self.inflight.guard(f"snapshot:{name}", f"creating snapshot {name}"):
             existing = self.cloud.find_snapshot_by_name(name)
             if existing is not None:
-                return self._existing(existing, name, source_volume_id)
+                existing = self._existing(existing, name, source_volume_id)
+                return snapshot_steps.finish(self.cloud, existing, cls, self.log)
             tags = {
-                **self.driver.extra_tags,
-                **extra,
+                **drivertags.cluster_tags(self.driver, name),
+                **drivertags.extra_tags(self.driver, cls.fields),
+                **cls.tags,
                 **ownership_tags(self.driver),
                 TAG_SNAPSHOT_NAME: name,
             }
+            check_tag_count(tags, "snapshot")
             # CSI: unknown source volume → NOT_FOUND; SnapshotLimitExceeded → RESOURCE_EXHAUSTED
             # (both raised by the port).
             snapshot = self.cloud.create_snapshot(
-                source_volume_id, tags, f"Created by {self.driver.driver_name} for {name}"
+                source_volume_id, tags, f"Created by {self.driver.driver_name} for {name}", cls.outpost_arn
             )
             self.log.info("created snapshot %s (%s) of %s", snapshot.snapshot_id, name, source_volume_id)
-            return snapshot
+            return snapshot_steps.finish(self.cloud, snapshot, cls, self.log)
+
+    def _check_zones(self, cls: SnapshotClass) -> None:
+        """aws-ebs-csi-driver: fast-restore zones the region lacks are refused before any snapshot."""
+        if not cls.fast_restore_zones:
+            return
+        known = {z.name for z in self.cloud.availability_zones()}
+        unknown = [z for z in cls.fast_restore_zones if z not in known]
+        if unknown:
+            raise InvalidArgument(
+                f"parameter {shown(cls.fast_restore_key)}: zone(s) {', '.join(map(shown, unknown))} are not "
+                f"in region {self.cloud.region} (its zones: {', '.join(sorted(known))})"
+            )
 
     def _existing(self, existing: Snapshot, name: str, source_volume_id: str) -> Snapshot:
         if not is_owned_snapshot(existing, self.driver):
@@ -161,7 +164,7 @@ class Snapshotter:
         if not snapshot_id:
             raise InvalidArgument("snapshot_id is required")
         # CSI: an id the plugin cannot parse does not exist → OK.
-        if not SNAPSHOT_ID.match(snapshot_id):
+        if not is_snapshot_id(snapshot_id):
             return
         with self.inflight.guard(f"snapshot-id:{snapshot_id}", f"deleting snapshot {snapshot_id}"):
             try:
@@ -169,9 +172,10 @@ class Snapshotter:
             except NotFound:
                 return  # CSI: deleting a snapshot that does not exist → OK
             if not is_owned_snapshot(snapshot, self.driver) and not self.config.allow_foreign_volume_delete:
+                reason = why_not_owned(snapshot.tags, self.driver, TAG_SNAPSHOT_NAME)
                 raise FailedPrecondition(
-                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name} (no ownership "
-                    "tag); refusing to delete it (see --allow-foreign-volume-delete)"
+                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name}: {reason}; "
+                    "refusing to delete it (see --allow-foreign-volume-delete)"
                 )
             self._check_not_restoring(snapshot_id)
             try:
@@ -200,7 +204,9 @@ class Snapshotter:
             found.extend(
                 v.volume_id
                 for v in page.items
-                if v.snapshot_id == snapshot_id and v.state is VolumeState.CREATING
+                if v.snapshot_id == snapshot_id
+                and v.state is VolumeState.CREATING
+                and is_owned(v, self.driver)
             )
             token = page.next_token
             if not token:
@@ -209,8 +215,8 @@ class Snapshotter:
     def get(self, snapshot_id: str) -> Snapshot:
         if not snapshot_id:
             raise InvalidArgument("snapshot_id is required")
-        if not SNAPSHOT_ID.match(snapshot_id):
-            raise NotFound(f"snapshot {snapshot_id} does not exist")  # CSI: does not exist → NOT_FOUND
+        if not is_snapshot_id(snapshot_id):
+            raise NotFound(f"snapshot {shown(snapshot_id)} does not exist")  # CSI: does not exist → NOT_FOUND
         return self.cloud.get_snapshot(snapshot_id)
 
     def list(
@@ -223,8 +229,10 @@ class Snapshotter:
         if max_entries < 0:
             raise InvalidArgument("max_entries must not be negative")
         # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not SNAPSHOT_ID.match(starting_token):
-            raise InvalidStartingToken(f"starting_token {starting_token!r} was not issued by this plugin")
+        if starting_token and not is_snapshot_id(starting_token):
+            raise InvalidStartingToken(
+                f"starting_token {shown(starting_token)} was not issued by this plugin"
+            )
         if snapshot_id:
             # CSI: an unknown snapshot id is not an error, just an empty list.
             try:
@@ -245,7 +253,11 @@ class Snapshotter:
             if not token:
                 break
         # A clone's intermediate snapshot is an implementation detail: never listed.
-        visible = {s.snapshot_id: s for s in snapshots if s.tags.get(TAG_INTERMEDIATE) != "true"}
+        visible = {
+            s.snapshot_id: s
+            for s in snapshots
+            if s.tags.get(TAG_INTERMEDIATE) != "true" and is_owned_snapshot(s, self.driver)
+        }
         ordered = sorted(visible.values(), key=lambda s: s.snapshot_id)
         if starting_token:
             ordered = [s for s in ordered if s.snapshot_id >= starting_token]

@@ -21,7 +21,7 @@ from google.protobuf import timestamp_pb2
 
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.convert import capability_to_pb, segment_to_pb
-from provisioner.csi.endpoint import Endpoint
+from provisioner.csi.endpoint import Endpoint, connect_failure
 from provisioner.model import VolumeCapability
 
 Result = dict[str, Any]
@@ -80,6 +80,7 @@ class CsiOperator:
         self, endpoint: Endpoint, timeout: float = 60.0, channel: grpc.Channel | None = None
     ) -> None:
         self.timeout = timeout
+        self.endpoint = endpoint
         self.channel = channel or grpc.insecure_channel(endpoint.grpc_target)
         self.identity = csi_pb2_grpc.IdentityStub(self.channel)
         self.controller = csi_pb2_grpc.ControllerStub(self.channel)
@@ -95,6 +96,8 @@ class CsiOperator:
             code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
             details = e.details() if hasattr(e, "details") else ""
             name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+            if code == grpc.StatusCode.UNAVAILABLE:
+                details = connect_failure(str(self.endpoint), details or "")
             raise CallFailed(name, details or "(no message)") from e
 
     # Identity

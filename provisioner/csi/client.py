@@ -20,7 +20,7 @@ from provisioner.csi.convert import (
     requirement_to_pb,
     segments_from_pb,
 )
-from provisioner.csi.endpoint import parse_endpoint
+from provisioner.csi.endpoint import connect_failure, parse_endpoint
 from provisioner.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -67,6 +67,7 @@ class GrpcCsiClient:
 
     def __init__(self, address: str, timeout: float = 10.0, channel: grpc.Channel | None = None) -> None:
         self.timeout = timeout
+        self.address = address
         self.channel = channel or grpc.insecure_channel(parse_endpoint(address).grpc_target)
         self._identity = csi_pb2_grpc.IdentityStub(self.channel)
         self._controller = csi_pb2_grpc.ControllerStub(self.channel)
@@ -78,7 +79,10 @@ class GrpcCsiClient:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as e:
-            raise error_for(e) from e
+            error = error_for(e)
+            if isinstance(error, Unavailable):
+                error = Unavailable(connect_failure(self.address, error.message))
+            raise error from e
 
     def probe(self) -> bool:
         resp = self._call(self._identity.Probe, csi_pb2.ProbeRequest())

@@ -1,12 +1,15 @@
 """The CSI Controller servicer: proto in, :class:`provisioner.controller.ControllerCore` call, proto out.
 
-Each method checks required fields, converts the request, calls the core and converts the answer.
-No try/except and no ``context.abort``: the core raises domain errors and the server's interceptor maps
-them to status codes in one table. RPCs the core does not implement raise ``Unimplemented`` explicitly
-(the generated base class would raise NotImplementedError, which the interceptor reports as INTERNAL).
+Each method checks required fields and CSI's limits (:mod:`provisioner.csi.limits`), converts the
+request, calls the core and converts the answer. No try/except and no ``context.abort``: the core
+raises domain errors and the server's interceptor maps them to status codes in one table. RPCs the
+core does not implement raise ``Unimplemented`` explicitly (the generated base class would raise
+NotImplementedError, which the interceptor reports as INTERNAL).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import grpc
 from google.protobuf import timestamp_pb2
@@ -23,8 +26,9 @@ from provisioner.csi.convert import (
     requirement_from_pb,
     segments_to_pb,
 )
+from provisioner.csi.limits import check_capability, check_map, check_name, check_node_id, check_segments
 from provisioner.errors import Unimplemented
-from provisioner.model import GIB, Snapshot
+from provisioner.model import GIB, Snapshot, TopologyRequirement, VolumeCapability
 from provisioner.ports.clock import Deadline
 
 _RPC = csi_pb2.ControllerServiceCapability.RPC
@@ -56,6 +60,24 @@ def _condition_pb(status: VolumeStatus) -> csi_pb2.VolumeCondition:
     return csi_pb2.VolumeCondition(abnormal=status.abnormal, message=status.message)
 
 
+def _capabilities(caps: Sequence[csi_pb2.VolumeCapability]) -> tuple[VolumeCapability, ...]:
+    converted = capabilities_from_pb(caps)
+    for i, cap in enumerate(converted):
+        check_capability(cap, f"volume_capabilities[{i}]")
+    return converted
+
+
+def _capability(cap: csi_pb2.VolumeCapability) -> VolumeCapability:
+    return check_capability(capability_from_pb(cap), "volume_capability")
+
+
+def _requirement(msg: csi_pb2.TopologyRequirement | None) -> TopologyRequirement:
+    requirement = requirement_from_pb(msg)
+    check_segments(requirement.requisite, "accessibility_requirements.requisite")
+    check_segments(requirement.preferred, "accessibility_requirements.preferred")
+    return requirement
+
+
 class ControllerService(csi_pb2_grpc.ControllerServicer):
     def __init__(self, core: ControllerCore) -> None:
         self.core = core
@@ -80,12 +102,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         require(request.name, "name")
         require(len(request.volume_capabilities), "volume_capabilities")
         created = self.core.create_volume(
-            request.name,
+            check_name(request.name, "name"),
             capacity_from_pb(request.capacity_range if request.HasField("capacity_range") else None),
-            capabilities_from_pb(request.volume_capabilities),
-            dict(request.parameters),
-            dict(request.mutable_parameters),
-            requirement_from_pb(
+            _capabilities(request.volume_capabilities),
+            check_map(request.parameters, "parameters"),
+            check_map(request.mutable_parameters, "mutable_parameters"),
+            _requirement(
                 request.accessibility_requirements if request.HasField("accessibility_requirements") else None
             ),
             content_source_from_pb(
@@ -118,10 +140,10 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         require(request.HasField("volume_capability"), "volume_capability")
         publish_context = self.core.publish(
             request.volume_id,
-            request.node_id,
-            capability_from_pb(request.volume_capability),
+            check_node_id(request.node_id),
+            _capability(request.volume_capability),
             request.readonly,
-            dict(request.volume_context),
+            check_map(request.volume_context, "volume_context"),
             self._deadline(context),
         )
         return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context)
@@ -130,8 +152,8 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerUnpublishVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.ControllerUnpublishVolumeResponse:
         require(request.volume_id, "volume_id")
-        require(request.node_id, "node_id")
-        self.core.unpublish(request.volume_id, request.node_id, self._deadline(context))
+        # CSI: node_id is OPTIONAL here; empty means "unpublish from every node" (the core does that).
+        self.core.unpublish(request.volume_id, check_node_id(request.node_id), self._deadline(context))
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
     def ValidateVolumeCapabilities(
@@ -139,11 +161,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ValidateVolumeCapabilitiesResponse:
         require(request.volume_id, "volume_id")
         require(len(request.volume_capabilities), "volume_capabilities")
+        check_map(request.mutable_parameters, "mutable_parameters")
         result = self.core.validate_capabilities(
             request.volume_id,
-            capabilities_from_pb(request.volume_capabilities),
-            dict(request.volume_context),
-            dict(request.parameters),
+            _capabilities(request.volume_capabilities),
+            check_map(request.volume_context, "volume_context"),
+            check_map(request.parameters, "parameters"),
         )
         if not result.confirmed:
             return csi_pb2.ValidateVolumeCapabilitiesResponse(message=result.message)
@@ -199,7 +222,11 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.CreateSnapshotResponse:
         require(request.name, "name")
         require(request.source_volume_id, "source_volume_id")
-        snapshot = self.core.create_snapshot(request.name, request.source_volume_id, dict(request.parameters))
+        snapshot = self.core.create_snapshot(
+            check_name(request.name, "name"),
+            request.source_volume_id,
+            check_map(request.parameters, "parameters"),
+        )
         return csi_pb2.CreateSnapshotResponse(snapshot=_snapshot_pb(snapshot))
 
     def DeleteSnapshot(
@@ -234,7 +261,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         expanded = self.core.expand_volume(
             request.volume_id,
             capacity_from_pb(request.capacity_range),
-            capability_from_pb(request.volume_capability) if request.HasField("volume_capability") else None,
+            _capability(request.volume_capability) if request.HasField("volume_capability") else None,
             self._deadline(context),
         )
         return csi_pb2.ControllerExpandVolumeResponse(
@@ -246,8 +273,12 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.ControllerModifyVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.ControllerModifyVolumeResponse:
         require(request.volume_id, "volume_id")
-        require(len(request.mutable_parameters), "mutable_parameters")
-        self.core.modify_volume(request.volume_id, dict(request.mutable_parameters), self._deadline(context))
+        # CSI: empty mutable_parameters on an existing volume is a no-op (the core checks existence).
+        self.core.modify_volume(
+            request.volume_id,
+            check_map(request.mutable_parameters, "mutable_parameters"),
+            self._deadline(context),
+        )
         return csi_pb2.ControllerModifyVolumeResponse()
 
     # Not advertised, answered UNIMPLEMENTED (CSI: "Call not implemented").

@@ -3,7 +3,9 @@
 :func:`status_for` walks the exception's class hierarchy (most specific first), so a subclass such
 as ``ModificationRateLimited`` inherits its parent's code unless it has a row of its own. Anything
 that is not a :class:`~provisioner.errors.ZonalError` is a bug: INTERNAL with a generic message (the
-traceback goes to the log, never to the client).
+traceback goes to the log, never to the client). Every message is capped at :data:`MESSAGE_LIMIT`
+bytes: gRPC carries it in a header (percent-encoded, so up to three bytes each) whose hard limit is
+16 KiB, and a longer one reaches the client as RESOURCE_EXHAUSTED instead of the real code.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ CODES: dict[type[errors.ZonalError], grpc.StatusCode] = {
 }
 
 GENERIC_INTERNAL = "internal error; see the plugin's log"
+MESSAGE_LIMIT = 1024  # UTF-8 bytes of a status message; messages quote inputs shortly, this is a safety net
+_CUT = "… (message cut)"
 
 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -39,6 +43,15 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
         for cls in type(exc).__mro__:
             code = CODES.get(cls)
             if code is not None:
-                return code, exc.message
-        return grpc.StatusCode.INTERNAL, exc.message
+                return code, capped(exc.message)
+        return grpc.StatusCode.INTERNAL, capped(exc.message)
     return grpc.StatusCode.INTERNAL, GENERIC_INTERNAL
+
+
+def capped(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``message`` cut to at most ``limit`` UTF-8 bytes (on a character boundary), marked as cut."""
+    encoded = message.encode("utf-8", "surrogatepass")
+    if len(encoded) <= limit:
+        return message
+    keep = encoded[: limit - len(_CUT.encode("utf-8"))].decode("utf-8", "ignore")
+    return keep + _CUT

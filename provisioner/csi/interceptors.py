@@ -1,11 +1,16 @@
 """The one interceptor layer every RPC passes through.
 
-It does three things, in this order around the servicer method:
+It does four things, in this order around the servicer method:
 1. gives the call a short request id and logs the request with secrets stripped (fields the CSI
-   proto marks ``csi_secret``), quietly (DEBUG) for Probe and other cheap polling calls;
-2. turns exceptions into status codes by :func:`provisioner.csi.errors.status_for` — domain errors
-   keep their message, anything else becomes INTERNAL with a generic message and a logged traceback;
-3. logs the outcome with its duration, and reports it to the metrics hook when one is installed.
+   proto marks ``csi_secret``) and long values shortened, quietly (DEBUG) for Probe and other cheap
+   polling calls;
+2. refuses what no servicer could use, with INVALID_ARGUMENT: bytes that do not decode as the
+   request message (gRPC itself would answer INTERNAL), and NUL in any string (see
+   :mod:`provisioner.csi.limits`);
+3. turns exceptions into status codes by :func:`provisioner.csi.errors.status_for` — domain errors
+   keep their message (capped in length), anything else becomes INTERNAL with a generic message and a
+   logged traceback;
+4. logs the outcome with its duration, and reports it to the metrics hook when one is installed.
 
 Servicers therefore never catch exceptions or call ``context.abort`` themselves.
 """
@@ -22,11 +27,12 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from provisioner.csi._proto import csi_pb2
 from provisioner.csi.errors import status_for
-from provisioner.errors import ZonalError
+from provisioner.csi.limits import refuse_nul
+from provisioner.errors import InvalidArgument, ZonalError, shown
 from provisioner.ports.clock import Deadline, SystemClock, deadline_scope
 
 log = logging.getLogger("zonal.csi")
@@ -49,6 +55,9 @@ _CLOCK = SystemClock()
 _REQUEST_IDS = itertools.count(int.from_bytes(os.urandom(4), "big"))
 _OK = grpc.StatusCode.OK.name  # StatusCode.name is a slow enum property: looked up once
 _ID_FIELDS = ("volume_id", "node_id", "snapshot_id", "source_volume_id", "name")
+# Log lines quote a request's values up to this many characters, and this many items of a list or map.
+_LOG_VALUE_LIMIT = 200
+_LOG_ITEMS_LIMIT = 32
 
 
 class RpcObserver(Protocol):
@@ -99,7 +108,8 @@ def _strip(msg: Message) -> None:
 
 
 def redacted(msg: Message) -> dict[str, Any]:
-    """The message as a dict for logging, with every ``csi_secret`` field removed (at any depth)."""
+    """The message as a dict for logging, with every ``csi_secret`` field removed (at any depth) and
+    long values shortened, so a client's 4 MB request never becomes a 4 MB log line."""
     copy = type(msg)()
     copy.CopyFrom(msg)
     _strip(copy)
@@ -108,7 +118,25 @@ def redacted(msg: Message) -> dict[str, Any]:
     for name in secrets:
         if name in msg.DESCRIPTOR.fields_by_name and _has_content(msg, name):
             out[name] = "***stripped***"
-    return out
+    shortened: dict[str, Any] = _shortened(out)
+    return shortened
+
+
+def _shortened(value: Any) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= _LOG_VALUE_LIMIT else shown(value, _LOG_VALUE_LIMIT)
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {_shortened(k): _shortened(v) for k, v in items[:_LOG_ITEMS_LIMIT]}
+        if len(items) > _LOG_ITEMS_LIMIT:
+            out["…"] = f"{len(items) - _LOG_ITEMS_LIMIT} more entries"
+        return out
+    if isinstance(value, list):
+        cut = [_shortened(v) for v in value[:_LOG_ITEMS_LIMIT]]
+        if len(value) > _LOG_ITEMS_LIMIT:
+            cut.append(f"… {len(value) - _LOG_ITEMS_LIMIT} more")
+        return cut
+    return value
 
 
 def _has_content(msg: Message, name: str) -> bool:
@@ -133,8 +161,30 @@ def request_ids(msg: Message) -> dict[str, str]:
         value = getattr(msg, name)
         if isinstance(value, str) and value:
             # "name" is reserved by logging.LogRecord: log the volume/snapshot name as csi_name.
-            out["csi_name" if name == "name" else name] = value
+            out["csi_name" if name == "name" else name] = value if len(value) <= 100 else shown(value)
     return out
+
+
+class _Undecodable:
+    """What the deserializer hands on when the bytes are not the request message: the servicer wrapper
+    answers INVALID_ARGUMENT (gRPC would answer INTERNAL "Exception deserializing request!")."""
+
+    def __init__(self, type_name: str, error: Exception) -> None:
+        self.type_name = type_name
+        self.error = error
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None, type_name: str) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+
+    def decode(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except (DecodeError, UnicodeDecodeError, ValueError) as e:
+            return _Undecodable(type_name, e)
+
+    return decode
 
 
 class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -158,9 +208,10 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         # Only CSI calls: the health service speaks raw bytes and is polled constantly.
         if handler is None or handler.unary_unary is None or not full_method.startswith("/csi.v1."):
             return handler
+        method = full_method.rsplit("/", 1)[-1]
         wrapped = grpc.unary_unary_rpc_method_handler(
-            self._wrap(full_method.rsplit("/", 1)[-1], handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            self._wrap(method, handler.unary_unary),
+            request_deserializer=_lenient(handler.request_deserializer, f"{method}Request"),
             response_serializer=handler.response_serializer,
         )
         self._handlers[full_method] = wrapped
@@ -177,16 +228,22 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         clock = _CLOCK
         perf_counter = time.perf_counter
 
-        def wrapped(request: Message, context: grpc.ServicerContext) -> Any:
+        def wrapped(request: Message | _Undecodable, context: grpc.ServicerContext) -> Any:
             rid = request_id()
             # The log context (request id, ids of the request) is only built when a line is written:
             # Probe and the other polled calls write none at the default level.
             logged = enabled(level)
             extra = _extra(method, rid, request) if logged else None
             if extra is not None:
-                log.log(level, "%s request %s", method, redacted(request), extra=extra)
+                log.log(level, "%s request %s", method, _loggable(request), extra=extra)
             start = perf_counter()
             try:
+                if isinstance(request, _Undecodable):
+                    # CSI: an invalid request → INVALID_ARGUMENT, never INTERNAL.
+                    raise InvalidArgument(
+                        f"the request is not a valid csi.v1.{request.type_name}: {shown(str(request.error))}"
+                    )
+                refuse_nul(request)
                 # The caller's deadline bounds EC2 retries and rate-limiter waits below (adapters read it).
                 with deadline_scope(Deadline(clock, _remaining(context))):
                     response = behavior(request, context)
@@ -215,9 +272,14 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
         return wrapped
 
 
-def _extra(method: str, rid: int, request: Message) -> dict[str, str]:
+def _extra(method: str, rid: int, request: Message | _Undecodable) -> dict[str, str]:
     """The fields every log line of one call carries (see ``provisioner.cli.logs``)."""
-    return {"rpc": method, "request_id": f"{rid:08x}", **request_ids(request)}
+    ids = {} if isinstance(request, _Undecodable) else request_ids(request)
+    return {"rpc": method, "request_id": f"{rid:08x}", **ids}
+
+
+def _loggable(request: Message | _Undecodable) -> Any:
+    return "(undecodable)" if isinstance(request, _Undecodable) else redacted(request)
 
 
 def _remaining(context: grpc.ServicerContext) -> float | None:

@@ -178,12 +178,16 @@ def _inspect(
                 f"schedulable node is in {zones}"
             )
             action = (
-                f"add or uncordon a node in {zones} (or snapshot and restore the volume into a zone with "
-                "nodes); use volumeBindingMode: WaitForFirstConsumer for new claims"
+                f"add or uncordon a node in {zones} (or move the data to a zone with nodes: zonal relocate "
+                f"pvc {namespace}/{vol.claim} --to-zone ZONE); use volumeBindingMode: WaitForFirstConsumer "
+                "for new claims"
             )
         else:
             reason = f"no schedulable node is in {zones}, where PV {info.pv} is pinned"
-            action = f"add or uncordon a node in {zones}, or snapshot and restore the volume elsewhere"
+            action = (
+                f"add or uncordon a node in {zones}, or move the data: zonal relocate pvc "
+                f"{namespace}/{vol.claim} --to-zone ZONE"
+            )
         vol.causes.append(Verdict(CONFLICT, reason, action))
     elif all(n in tainted for n in info.nodes_in_zone):
         vol.causes.append(
@@ -260,7 +264,7 @@ def _verdict(report: PodReport) -> Verdict:
                 if len(pinned) > 1
                 else ""
             ),
-            "keep a pod's volumes in one zone: snapshot and restore one of them into the other's zone; "
+            "keep a pod's volumes in one zone: move one of them into the other's zone (zonal relocate pvc); "
             "WaitForFirstConsumer places new claims of one pod together",
         )
     if causes:

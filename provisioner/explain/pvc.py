@@ -124,7 +124,7 @@ def _recorded(pv: Obj | None) -> RequirementsInfo | None:
         return None
     return RequirementsInfo(
         status="sent",
-        when=f"were sent (recorded on the PV in {ANN_REQUIREMENTS})",
+        when=f"sent to CreateVolume (recorded on the PV in {ANN_REQUIREMENTS})",
         requisite=[dict(s) for s in requirement.requisite],
         preferred=[dict(s) for s in requirement.preferred],
         steps=["recorded by zonal's provisioner when it created the PV"],
@@ -345,7 +345,8 @@ def _bound_verdict(report: PvcReport, vol: VolumeInfo) -> Verdict:
         return Verdict(
             CONFLICT,
             f"no schedulable node satisfies PV {vol.pv}'s {vol.pinned_by} ({zones}){why}",
-            f"add or uncordon a node in {zones}, or snapshot the volume and restore it in a zone with nodes",
+            f"add or uncordon a node in {zones}, or move the data to a zone with nodes: zonal relocate pvc "
+            f"{report.namespace}/{report.name} --to-zone ZONE",
         )
     if vol.pinned_by == "zone-labels":
         return Verdict(

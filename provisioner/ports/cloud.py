@@ -8,7 +8,7 @@ retries) and :class:`~provisioner.errors.PermissionDenied`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +26,16 @@ class VolumeModification:
     target_iops: int | None = None
     target_throughput: int | None = None
     start_time: float = 0.0  # epoch seconds
+
+
+@dataclass(frozen=True)
+class SnapshotLock:
+    """EC2 ``LockSnapshot`` settings: a mode and exactly one of a duration or an expiry."""
+
+    mode: str  # governance | compliance
+    duration_days: int | None = None
+    expires_at: float | None = None  # epoch seconds
+    cool_off_hours: int | None = None  # compliance only
 
 
 class Cloud(Protocol):
@@ -54,6 +64,11 @@ class Cloud(Protocol):
         """Raises NotFound for an unknown or malformed id."""
         ...
 
+    def describe_volumes(self, volume_ids: Iterable[str]) -> Mapping[str, Volume]:
+        """The volumes among ``volume_ids`` that exist, by id; unknown or malformed ids are just absent
+        (one call for many volumes, for cluster-wide checks)."""
+        ...
+
     def find_volume_by_name(self, name: str) -> Volume | None:
         """The non-deleted volume tagged ``CSIVolumeName=name``, if any (oldest first if several)."""
         ...
@@ -68,6 +83,10 @@ class Cloud(Protocol):
 
     def get_instance(self, instance_id: str) -> Instance:
         """Raises NotFound for an unknown or malformed instance id."""
+        ...
+
+    def describe_instances(self, instance_ids: Iterable[str]) -> Mapping[str, Instance]:
+        """The instances among ``instance_ids`` that exist, by id; unknown or malformed ids are absent."""
         ...
 
     def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
@@ -90,8 +109,11 @@ class Cloud(Protocol):
 
     # Snapshots and modification (used by the snapshot/expand/modify RPCs).
 
-    def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
-        """Raises NotFound (source volume), ResourceExhausted (SnapshotLimitExceeded)."""
+    def create_snapshot(
+        self, volume_id: str, tags: Mapping[str, str], description: str, outpost_arn: str = ""
+    ) -> Snapshot:
+        """Raises NotFound (source volume), ResourceExhausted (SnapshotLimitExceeded); ``outpost_arn``
+        keeps the snapshot on that Outpost."""
         ...
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
@@ -134,3 +156,28 @@ class Cloud(Protocol):
     def create_tags(self, resource_id: str, tags: Mapping[str, str]) -> None: ...
 
     def delete_tags(self, resource_id: str, keys: Sequence[str]) -> None: ...
+
+    # Fast snapshot restores, snapshot locks, volume initialization (VolumeSnapshotClass and
+    # StorageClass keys of aws-ebs-csi-driver).
+
+    def enable_fast_snapshot_restores(self, snapshot_id: str, zones: Sequence[str]) -> None:
+        """EnableFastSnapshotRestores in every one of ``zones``. Raises the first zone's failure as EC2
+        classifies it (InvalidArgument, ResourceExhausted…), NotFound for an unknown snapshot."""
+        ...
+
+    def fast_snapshot_restore_zones(self, snapshot_id: str) -> frozenset[str]:
+        """The zones where fast snapshot restore of the snapshot is enabling, optimizing or enabled."""
+        ...
+
+    def lock_snapshot(self, snapshot_id: str, lock: SnapshotLock) -> None:
+        """LockSnapshot. Raises InvalidArgument (EC2 refuses the settings), NotFound."""
+        ...
+
+    def snapshot_lock_state(self, snapshot_id: str) -> str:
+        """EC2's lock state (governance, compliance, compliance-cooloff); "" when not locked or expired."""
+        ...
+
+    def volume_initialized(self, volume_id: str) -> bool:
+        """False while DescribeVolumeStatus reports the volume's initialization-state ``initializing``
+        (a volume restored from a snapshot still loading its blocks). Raises NotFound."""
+        ...

@@ -147,8 +147,9 @@ class KubeApi(Protocol):
         """JSON merge patch (RFC 7386; ``None`` values delete keys). Raises KubeNotFound."""
         ...
 
-    def delete(self, kind: Kind, name: str, namespace: str = "") -> None:
-        """Raises KubeNotFound."""
+    def delete(self, kind: Kind, name: str, namespace: str = "", uid: str = "") -> None:
+        """Raises KubeNotFound. With ``uid``, only the object with that UID is deleted (the API server's
+        ``preconditions.uid``): another object of the same name raises KubeConflict."""
         ...
 
 

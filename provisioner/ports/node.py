@@ -1,18 +1,18 @@
-"""The node's I/O boundaries: the mounter, device discovery, instance metadata and (for the embedded
-cloud) a block-device backer.
+"""The node's I/O boundaries: the mounter, device discovery, the node's own state, instance metadata
+and (for the embedded cloud) a block-device backer.
 
 :class:`provisioner.node.NodeCore` talks to the machine only through these protocols, so every rule of
 NodeStage/NodePublish is tested against the stateful ``FakeMounter`` without root. The Linux adapters
 live in :mod:`provisioner.mount`; the metadata sources in :mod:`provisioner.aws.imds` and
 :mod:`provisioner.kube.nodeinfo`. This module performs no I/O and names no OS command.
 
-Every method may raise :class:`~provisioner.errors.Internal` when the OS command behind it fails
-(the message carries the command's stderr) and :class:`~provisioner.errors.DeadlineExceeded` when it
-times out; the docstrings list only the other errors.
+Every method may raise :class:`~provisioner.errors.DeadlineExceeded` when the command behind it
+outlives the caller's deadline; the docstrings list the other errors.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -35,6 +35,54 @@ class MountInfo:
     @property
     def read_only(self) -> bool:
         return "ro" in self.options
+
+    def describe(self) -> str:
+        source = self.source if len(self.source) <= 100 else self.source[:100] + "…"
+        return f"{source} ({self.fs_type}, device {self.major_minor})"
+
+
+class PathKind(enum.Enum):
+    MISSING = "missing"
+    DIRECTORY = "directory"
+    FILE = "regular file"
+    BLOCK_DEVICE = "block device node"
+    SYMLINK = "symlink"
+    OTHER = "special file"
+    BLOCKED = "unreachable path"  # a component on the way is a symlink or not a directory
+
+
+@dataclass(frozen=True)
+class PathState:
+    """What is at a path, found without following any symlink on the way (see Mounter.inspect)."""
+
+    path: str
+    kind: PathKind
+    mounts: tuple[MountInfo, ...] = ()  # mounted exactly at ``path``, bottom first
+    entries: int = 0  # DIRECTORY: number of entries; FILE: size in bytes
+    rdev: str = ""  # BLOCK_DEVICE: "major:minor" of the device node (or of the device bound here)
+    file_id: str = ""  # "st_dev:st_ino" of the path itself, to recognise a file the plugin made
+    blocker: str = ""  # BLOCKED: the component that stops the walk and why
+
+    @property
+    def top(self) -> MountInfo | None:
+        return self.mounts[-1] if self.mounts else None
+
+
+@dataclass(frozen=True)
+class BlockDevice:
+    """A block device proven to hold one volume, with the facts that decide whether it is free."""
+
+    path: str  # the device node under /dev (symlinks resolved)
+    major_minor: str
+    size: int  # bytes
+    proof: str  # how it was shown to be the volume, for logs and messages
+    partitions: tuple[tuple[str, str], ...] = ()  # (name, "major:minor") of each partition on it
+    holders: tuple[str, ...] = ()  # devices built on it (device mapper, md RAID…)
+
+    @property
+    def numbers(self) -> frozenset[str]:
+        """``major:minor`` of the device and of every partition on it."""
+        return frozenset({self.major_minor, *(n for _, n in self.partitions)})
 
 
 @dataclass(frozen=True)
@@ -59,14 +107,61 @@ class FormatOptions:
     number_of_inodes: int | None = None  # ext only
     ext4_bigalloc: bool = False  # ext4 only
     ext4_cluster_size: int | None = None  # ext4 only, needs bigalloc
+    ext4_encrypt: bool = False  # ext4 only: mkfs -O encrypt (ext4EncryptionSupport)
 
 
 class Mounter(Protocol):
-    """Filesystems, mounts and paths on this machine."""
+    """Filesystems, mounts and paths on this machine.
 
-    def format(self, device: str, fs_type: str, options: FormatOptions) -> None:
-        """Create a ``fs_type`` filesystem on ``device``. Callers check :meth:`fs_type` first; the
-        adapter never forces over an existing filesystem it can detect."""
+    Paths reaching the mounter are absolute, normalised and validated by the core. No method
+    follows a symlink in a path: a symlink anywhere on the way is reported (:meth:`inspect`) or
+    refused (FailedPrecondition), never traversed. Commands run under the caller's deadline
+    (DeadlineExceeded past it) and a command that fails raises FailedPrecondition with its stderr.
+    """
+
+    def inspect(self, path: str) -> PathState:
+        """What is at ``path`` and what is mounted exactly there, without changing anything."""
+        ...
+
+    def mounts(self) -> tuple[MountInfo, ...]:
+        """Every mount this process sees, in mount order."""
+        ...
+
+    def swap_devices(self) -> frozenset[str]:
+        """``major:minor`` of every block device in use as swap."""
+        ...
+
+    def make_dirs(self, path: str) -> tuple[str, ...]:
+        """Create ``path`` and its missing parents as directories, one component at a time without
+        following symlinks; returns the directories created (outermost first). FailedPrecondition
+        when a component is a symlink or not a directory."""
+        ...
+
+    def make_file(self, path: str) -> str:
+        """Create an empty regular file at ``path`` (its parent must exist); returns its file id.
+        FailedPrecondition when something already exists there."""
+        ...
+
+    def remove_dir(self, path: str) -> None:
+        """Remove the empty directory ``path``; never recursive, never through a symlink."""
+        ...
+
+    def remove_file(self, path: str, file_id: str) -> None:
+        """Remove ``path`` only if it is an empty regular file with ``file_id``; else leave it."""
+        ...
+
+    def probe(self, device: str) -> str:
+        """What ``device`` holds: ``""`` when blkid finds no signature, else a filesystem name
+        (``ext4``, ``xfs``…) or ``partition-table:gpt``… FailedPrecondition when it cannot tell."""
+        ...
+
+    def nonzero_region(self, device: str) -> str:
+        """``""`` when the first and last MiB of ``device`` read as zeros, else which one does not."""
+        ...
+
+    def format(self, device: str, fs_type: str, options: FormatOptions, force: bool = False) -> None:
+        """Create a ``fs_type`` filesystem on ``device``. ``force`` overwrites what mkfs recognises
+        (only to redo a format zonal itself started and did not finish)."""
         ...
 
     def mount(self, device: str, target: str, fs_type: str, options: tuple[str, ...]) -> None:
@@ -74,20 +169,11 @@ class Mounter(Protocol):
         ...
 
     def bind_mount(self, source: str, target: str, read_only: bool, options: tuple[str, ...]) -> None:
-        """Bind ``source`` (a directory or a device node) onto the existing ``target``."""
+        """Bind ``source`` (a mounted directory or a device node) onto the existing ``target``."""
         ...
 
     def unmount(self, target: str) -> None:
         """Unmount the topmost mount at ``target``."""
-        ...
-
-    def mount_info(self, path: str) -> MountInfo | None:
-        """The mount whose mount point is exactly ``path`` (symlinks resolved), or None."""
-        ...
-
-    def fs_type(self, device: str) -> str:
-        """What ``device`` holds: ``""`` when blank, else a filesystem name (``ext4``, ``xfs``…) or a
-        description of other content (``partition-table:gpt``). Raises NotFound if no such device."""
         ...
 
     def filesystem_size(self, device: str, mount_path: str, fs_type: str) -> int:
@@ -101,45 +187,66 @@ class Mounter(Protocol):
         ...
 
     def fs_stats(self, path: str) -> FsStats:
-        """Usage of the filesystem holding ``path``. Raises NotFound if ``path`` does not exist."""
+        """Usage of the filesystem mounted at ``path``."""
         ...
 
     def device_size(self, device: str) -> int:
-        """Size of a block device in bytes. Raises NotFound if no such device."""
-        ...
-
-    def device_number(self, path: str) -> str | None:
-        """``"major:minor"`` if ``path`` is (or is bind-mounted to) a block device node, else None."""
-        ...
-
-    def device_serial(self, device: str) -> str:
-        """The device's serial (NVMe: ``vol0123…``; loop: the backing file's name); ``""`` if it has none."""
-        ...
-
-    def exists(self, path: str) -> bool: ...
-
-    def make_dir(self, path: str) -> None:
-        """Create a directory and its parents; an existing directory is fine."""
-        ...
-
-    def make_file(self, path: str) -> None:
-        """Create an empty file (and its parent directories); an existing file is fine."""
-        ...
-
-    def remove(self, path: str) -> None:
-        """Remove an empty directory or a file; a missing path is fine. Never recursive."""
+        """Size in bytes of the block device node at ``device``. Raises NotFound if there is none."""
         ...
 
 
 class DeviceResolver(Protocol):
-    def resolve(self, volume_id: str, publish_context: Mapping[str, str]) -> str:
-        """The block device (a real path under /dev, symlinks resolved) that holds ``volume_id``.
+    def resolve(self, volume_id: str, publish_context: Mapping[str, str]) -> BlockDevice:
+        """The block device that is proven to hold ``volume_id`` (see :mod:`provisioner.mount.devices`
+        for what counts as proof). ``publish_context["devicePath"]`` is a hint, never proof.
 
-        Raises InvalidArgument (``devicePath`` outside /dev or with ``..``), NotFound (no device for
-        the volume on this node), FailedPrecondition (a device exists but its serial names another
-        volume: refusing it keeps a stale symlink from getting the wrong disk formatted).
+        Raises NotFound (no device of the volume on this node) or FailedPrecondition (devices were
+        found but none is provably the volume: the message names each and why it was refused).
         """
         ...
+
+
+@dataclass(frozen=True)
+class PathRecord:
+    """What the plugin put at a path, kept across restarts (see :class:`NodeState`)."""
+
+    volume_id: str
+    path: str
+    kind: str  # "staging", "target" (a bind of the staging path) or "block" (a bound device node)
+    major_minor: str  # the volume's device when it was mounted there
+    device: str = ""  # the device node it was proven at
+    created_dirs: tuple[str, ...] = ()  # directories the plugin created for it (outermost first)
+    created_file: str = ""  # file id of the empty block target file the plugin created
+
+
+@dataclass(frozen=True)
+class FormatMarker:
+    """Written before mkfs and removed after it: a format zonal started but never saw finish."""
+
+    volume_id: str
+    device: str
+    major_minor: str
+    proof: str
+    fs_type: str
+
+
+class NodeState(Protocol):
+    """The node's own small persistent memory (``--state-dir``): what it mounted where, and which
+    formats it started. Every write is durable before the method returns."""
+
+    def remember(self, record: PathRecord) -> None: ...
+
+    def recall(self, path: str) -> PathRecord | None:
+        """The record for ``path``; None when there is none (or it is unreadable: logged)."""
+        ...
+
+    def forget(self, path: str) -> None: ...
+
+    def begin_format(self, marker: FormatMarker) -> None: ...
+
+    def format_started(self, volume_id: str) -> FormatMarker | None: ...
+
+    def end_format(self, volume_id: str) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from provisioner.errors import FailedPrecondition
-from provisioner.metrics import Metrics
 from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.kube import (
     CTRL_CREATE_DELETE_VOLUME,
     PLUGIN_CONTROLLER_SERVICE,
+    Cancelled,
     CsiClient,
     Kind,
     KubeApi,
@@ -37,6 +39,14 @@ log = logging.getLogger(__name__)
 WATCHED = (Kind.CLAIM, Kind.PV, Kind.STORAGE_CLASS, Kind.NODE, Kind.CSINODE, Kind.VOLUME_ATTACHMENT)
 
 
+class LoopObserver(Protocol):
+    """What the loop reports; :class:`provisioner.metrics.Metrics` records it for Prometheus."""
+
+    def watch_queue_depth(self, queue: str, depth: Callable[[], int]) -> None: ...
+
+    def observe_claim(self, result: str, seconds: float) -> None: ...
+
+
 @dataclass(frozen=True)
 class DriverFacts:
     name: str
@@ -45,20 +55,37 @@ class DriverFacts:
 
 
 def discover_driver(
-    csi: CsiClient, clock: Clock, stop: threading.Event, probe_interval: float = 1.0
+    csi: CsiClient,
+    clock: Clock,
+    stop: threading.Event,
+    probe_interval: float = 1.0,
+    report: Callable[[float, str], None] | None = None,
+    report_every: float = 10.0,
 ) -> DriverFacts:
     """Wait for Probe, then read the plugin's name and capabilities.
 
-    Raises FailedPrecondition when the driver cannot create volumes (no CONTROLLER_SERVICE plugin
-    capability or no CREATE_DELETE_VOLUME controller capability).
+    While it waits, ``report(seconds waited, last error)`` is called every ``report_every`` seconds of
+    ``clock`` time, so a driver that never comes is visible. Raises Cancelled when ``stop`` is set
+    before the driver answers, and FailedPrecondition when the driver cannot create volumes (no
+    CONTROLLER_SERVICE plugin capability or no CREATE_DELETE_VOLUME controller capability).
     """
+    started = clock.monotonic()
+    next_report = started + report_every
     while not stop.is_set():
         try:
             if csi.probe():
                 break
+            last = "Probe answered not ready"
         except Exception as e:  # unreachable or unhealthy: keep probing, as the sidecar does
-            log.info("waiting for the CSI driver: %s", e)
+            last = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.info("waiting for the CSI driver: %s", last)
+        now = clock.monotonic()
+        if report is not None and now >= next_report:
+            report(now - started, last)
+            next_report = now + report_every
         stop.wait(probe_interval)
+    if stop.is_set():
+        raise Cancelled("stopped before the CSI driver answered")
     info = csi.plugin_info()
     plugin = csi.plugin_capabilities()
     if PLUGIN_CONTROLLER_SERVICE not in plugin:
@@ -84,7 +111,7 @@ class ProvisionerLoop:
         facts: DriverFacts,
         clock: Clock | None = None,
         rng: random.Random | None = None,
-        metrics: Metrics | None = None,
+        metrics: LoopObserver | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -114,9 +141,8 @@ class ProvisionerLoop:
         self.outcomes: list[tuple[str, Outcome]] = []  # the latest outcomes, for /healthz and tests
         self._stop = threading.Event()
         if metrics is not None:
-            # Read at scrape time, so the gauge is never stale.
-            metrics.queue_depth.labels("claims").set_function(self.claims.pending)
-            metrics.queue_depth.labels("volumes").set_function(self.volumes.pending)
+            metrics.watch_queue_depth("claims", self.claims.pending)
+            metrics.watch_queue_depth("volumes", self.volumes.pending)
 
     # --- events → keys ----------------------------------------------------------------------------------
 
@@ -166,12 +192,12 @@ class ProvisionerLoop:
             elif outcome.step is not Step.IGNORED:
                 log.info("%s: %s %s", key, outcome.step.value, outcome.message)
 
-    def _observe(self, queue: WorkQueue, key: str, outcome: Outcome, metrics: Metrics) -> None:
+    def _observe(self, queue: WorkQueue, key: str, outcome: Outcome, metrics: LoopObserver) -> None:
         if queue is self.claims and outcome.step in (Step.DONE, Step.STOP):
             started = self._first_seen.pop(key, None)
             if started is not None:
                 result = "provisioned" if outcome.step is Step.DONE else "failed"
-                metrics.claim_seconds.labels(result).observe(self.clock.monotonic() - started)
+                metrics.observe_claim(result, self.clock.monotonic() - started)
 
     def _process_claim(self, key: str) -> None:
         namespace, _, name = key.partition("/")
@@ -235,7 +261,7 @@ def run_provisioner(
     stop: threading.Event,
     clock: Clock | None = None,
     on_loop: list[ProvisionerLoop] | None = None,
-    metrics: Metrics | None = None,
+    metrics: LoopObserver | None = None,
 ) -> None:
     """Run until ``stop`` (or until leadership is lost). ``on_loop`` receives the loop once it starts."""
     clock = clock or SystemClock()

@@ -137,9 +137,11 @@ def test_unknown_volume_is_not_found_everywhere(cloud: Ec2Cloud) -> None:
 
 def test_translated_errors_keep_the_botocore_cause(cloud: Ec2Cloud) -> None:
     with pytest.raises(errors.NotFound) as caught:
-        cloud.get_volume("bogus")
+        cloud.get_volume("vol-0000000000000dead")
     assert type(caught.value.__cause__).__name__ == "ClientError"
-    assert str(caught.value).startswith("DescribeVolumes volume bogus: EC2 InvalidVolume.NotFound:")
+    assert str(caught.value).startswith(
+        "DescribeVolumes volume vol-0000000000000dead: EC2 InvalidVolume.NotFound:"
+    )
 
 
 def test_unknown_instance_is_not_found(cloud: Ec2Cloud) -> None:
@@ -339,7 +341,7 @@ def test_modify_volume_sends_only_what_changes(cloud: Ec2Cloud, recorder: Record
 
 def test_modify_volume_with_nothing_to_change_is_invalid(cloud: Ec2Cloud) -> None:
     with pytest.raises(errors.InvalidArgument, match="nothing to change"):
-        cloud.modify_volume("vol-1")
+        cloud.modify_volume("vol-0000000000000dead")
 
 
 def test_tags_are_created_and_deleted(cloud: Ec2Cloud, recorder: Recorder) -> None:

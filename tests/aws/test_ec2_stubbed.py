@@ -90,19 +90,36 @@ def test_throttling_and_server_errors_are_unavailable(
         cloud.get_volume(VOL)
 
 
-def test_malformed_ids_are_not_found(cloud: Ec2Cloud, stub: Stubber) -> None:
-    fail(stub, "describe_volumes", "InvalidVolumeID.Malformed", VolumeIds=["bogus"])
-    fail(stub, "delete_volume", "InvalidVolumeID.Malformed", VolumeId="bogus")
-    fail(stub, "describe_instances", "InvalidInstanceID.Malformed", InstanceIds=["bogus"])
-    fail(stub, "describe_snapshots", "InvalidSnapshotID.Malformed", SnapshotIds=["bogus"])
+def test_malformed_ids_are_not_found_without_a_call(cloud: Ec2Cloud, stub: Stubber) -> None:
+    # Nothing is queued on the stubber: any call would fail the test with an unexpected request.
+    for bogus in ("bogus", "vol-\x01", "vol-" + "a" * 10_000, "snap-1", "i-"):
+        with pytest.raises(errors.NotFound):
+            cloud.get_volume(bogus)
+        with pytest.raises(errors.NotFound):
+            cloud.delete_volume(bogus)
+        with pytest.raises(errors.NotFound):
+            cloud.get_instance(bogus)
+        with pytest.raises(errors.NotFound):
+            cloud.get_snapshot(bogus)
+        with pytest.raises(errors.NotFound):
+            cloud.delete_snapshot(bogus)
+        with pytest.raises(errors.NotFound):
+            cloud.create_snapshot(bogus, {}, "")
+        with pytest.raises(errors.NotFound):
+            cloud.attach_volume(bogus, INSTANCE, "/dev/xvdba")
+        with pytest.raises(errors.NotFound):
+            cloud.modify_volume(bogus, size_gib=2)
+        with pytest.raises(errors.NotFound):
+            cloud.create_tags(bogus, {"a": "b"})
+        assert cloud.list_snapshots({}, bogus, 10, "").items == ()
+        assert cloud.describe_volumes([bogus]) == {}
+    stub.assert_no_pending_responses()
+
+
+def test_malformed_answers_from_ec2_are_not_found(cloud: Ec2Cloud, stub: Stubber) -> None:
+    fail(stub, "describe_volumes", "InvalidVolumeID.Malformed", VolumeIds=[VOL])
     with pytest.raises(errors.NotFound):
-        cloud.get_volume("bogus")
-    with pytest.raises(errors.NotFound):
-        cloud.delete_volume("bogus")
-    with pytest.raises(errors.NotFound):
-        cloud.get_instance("bogus")
-    with pytest.raises(errors.NotFound):
-        cloud.get_snapshot("bogus")
+        cloud.get_volume(VOL)
 
 
 def test_attachment_limit_is_resource_exhausted(cloud: Ec2Cloud, stub: Stubber) -> None:
@@ -201,7 +218,7 @@ def test_volume_limit_on_snapshot(cloud: Ec2Cloud, stub: Stubber) -> None:
     with pytest.raises(errors.ResourceExhausted):
         cloud.create_snapshot(VOL, {}, "")
     with pytest.raises(errors.FailedPrecondition):
-        cloud.delete_snapshot("snap-1")
+        cloud.delete_snapshot("snap-0123456789abcdef0")
 
 
 def test_check_access_reports_the_reason(cloud: Ec2Cloud, stub: Stubber) -> None:

@@ -135,7 +135,6 @@ def test_modify_type_performance_and_tags(ctl: ControllerCore, fake: FakeCloud, 
 @pytest.mark.parametrize(
     ("parameters", "match"),
     [
-        ({}, "mutable_parameters"),
         ({"color": "blue"}, "color"),
         ({"type": "floppy"}, "floppy"),
         ({"iops": "many"}, "whole number"),
@@ -152,9 +151,19 @@ def test_modify_rejections(ctl: ControllerCore, parameters: dict[str, str], matc
         ctl.modify_volume(volume_id, parameters, None)
 
 
-def test_modify_unknown_volume_is_not_found(ctl: ControllerCore) -> None:
+@pytest.mark.parametrize("parameters", [{"iops": "4000"}, {}])
+def test_modify_unknown_volume_is_not_found(ctl: ControllerCore, parameters: dict[str, str]) -> None:
+    # CSI: volume does not exist → NOT_FOUND, with or without mutable_parameters.
     with pytest.raises(errors.NotFound):
-        ctl.modify_volume(UNKNOWN, {"iops": "4000"}, None)
+        ctl.modify_volume(UNKNOWN, parameters, None)
+
+
+def test_modify_without_parameters_is_a_no_op(ctl: ControllerCore, fake: FakeCloud) -> None:
+    volume_id = _volume(ctl)
+    before = fake.volumes[volume_id].volume
+    ctl.modify_volume(volume_id, {}, None)  # CSI: empty mutable_parameters → OK
+    assert fake.calls["modify_volume"] == 0
+    assert fake.volumes[volume_id].volume == before
 
 
 def test_rate_limit_says_when_to_retry(ctl: ControllerCore, fake: FakeCloud, gate: GateClock) -> None:
@@ -264,3 +273,43 @@ def test_the_window_is_cut_short_by_the_deadline(fake: FakeCloud) -> None:
     before = len(clock.sleeps)
     core.expand_volume(volume_id, _gib(20), MOUNT_RWO, Deadline(clock, 1.5))
     assert clock.sleeps[before:] == [1.5]
+
+
+# allowAutoIOPSIncreaseOnModify: IOPS raised with the size, in the same ModifyVolume, as a floor.
+
+AUTO = {"type": "io2", "iopsPerGB": "50", "allowAutoIOPSIncreaseOnModify": "true"}
+
+
+def test_expansion_raises_iops_in_the_same_modification(
+    ctl: ControllerCore, fake: FakeCloud, gate: GateClock
+) -> None:
+    _open(gate)
+    volume_id = create(ctl, size_gib=10, parameters=AUTO).volume_id
+    ctl.expand_volume(volume_id, CapacityRange(40 * GIB), MOUNT_RWO, None)
+    assert fake.modified == [(volume_id, {"size_gib": 40, "iops": 2000})]
+
+
+def test_without_the_key_expansion_leaves_iops_alone(
+    ctl: ControllerCore, fake: FakeCloud, gate: GateClock
+) -> None:
+    _open(gate)
+    volume_id = create(ctl, size_gib=10, parameters={"type": "io2", "iopsPerGB": "50"}).volume_id
+    ctl.expand_volume(volume_id, CapacityRange(40 * GIB), MOUNT_RWO, None)
+    assert fake.modified == [(volume_id, {"size_gib": 40})]
+
+
+def test_a_higher_class_iops_in_the_same_window_stands(
+    ctl: ControllerCore, fake: FakeCloud, gate: GateClock
+) -> None:
+    volume_id = create(ctl, size_gib=10, parameters=AUTO).volume_id
+    first, first_failures = _in_thread(
+        lambda: ctl.expand_volume(volume_id, CapacityRange(40 * GIB), MOUNT_RWO, None)
+    )
+    assert gate.in_window.wait(5)
+    second, second_failures = _in_thread(lambda: ctl.modify_volume(volume_id, {"iops": "9000"}, None))
+    _wait_for(lambda: ctl.modifier._batches[volume_id].want.get("iops") == 9000)
+    _open(gate)
+    for t in (first, second):
+        t.join(10)
+    assert first_failures == second_failures == []
+    assert fake.modified == [(volume_id, {"size_gib": 40, "iops": 9000})]  # above the 2000 floor

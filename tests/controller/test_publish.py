@@ -111,9 +111,8 @@ def test_multi_attach_io2_publishes_to_two_nodes(core: ControllerCore, cloud: Fa
         core, parameters={"type": "io2", "iops": "1000"}, capabilities=[BLOCK_RWX], requirement=IN_A
     )
     for node in (NODE, OTHER):
-        assert core.publish(volume_id.volume_id, node, BLOCK_RWX, False, {}, None) == {
-            "devicePath": "/dev/xvdaa"
-        }
+        context = core.publish(volume_id.volume_id, node, BLOCK_RWX, False, {}, None)
+        assert context["devicePath"] == "/dev/xvdaa"
     status = core.get_volume(volume_id.volume_id)
     assert sorted(status.published_node_ids) == sorted([NODE, OTHER])
 
@@ -189,11 +188,30 @@ def test_unpublish_of_unknown_or_detached_is_ok(core: ControllerCore, cloud: Fak
     assert cloud.calls["detach_volume"] == 0
 
 
-def test_unpublish_requires_ids(core: ControllerCore) -> None:
+def test_unpublish_requires_the_volume_id(core: ControllerCore) -> None:
     with pytest.raises(errors.InvalidArgument, match="volume_id"):
         core.unpublish("", NODE, None)
-    with pytest.raises(errors.InvalidArgument, match="node_id"):
-        core.unpublish("vol-0000000000000dead", "", None)
+
+
+def test_unpublish_without_node_detaches_from_every_node(core: ControllerCore, cloud: FakeCloud) -> None:
+    # CSI: node_id is optional; unset means "unpublish the volume from all nodes it is published to".
+    cloud.add_instance(NODE, "us-east-1a")
+    cloud.add_instance(OTHER, "us-east-1a")
+    volume_id = create(
+        core,
+        name="shared",
+        parameters={"type": "io2", "iops": "1000"},
+        capabilities=(BLOCK_RWX,),
+        requirement=IN_A,
+    ).volume_id
+    for node in (NODE, OTHER):
+        core.publish(volume_id, node, BLOCK_RWX, False, {}, None)
+    core.unpublish(volume_id, "", None)
+    assert cloud.calls["detach_volume"] == 2
+    assert all(a.state == "detached" for a in cloud.volumes[volume_id].volume.attachments)
+    core.unpublish(volume_id, "", None)  # nothing attached any more: OK, no call
+    core.unpublish("vol-0000000000000dead", "", None)  # unknown volume: OK
+    assert cloud.calls["detach_volume"] == 2
 
 
 def test_unpublish_deadline(core: ControllerCore, cloud: FakeCloud, clock: FakeClock) -> None:

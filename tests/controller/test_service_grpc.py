@@ -79,7 +79,7 @@ def test_create_publish_unpublish_delete(stubs: Stubs) -> None:
         ),
         timeout=10,
     )
-    assert dict(published.publish_context) == {"devicePath": "/dev/xvdaa"}
+    assert dict(published.publish_context) == {"devicePath": "/dev/xvdaa", "volumeSizeBytes": str(10 * GIB)}
     got = stubs.controller.ControllerGetVolume(
         csi_pb2.ControllerGetVolumeRequest(volume_id=created.volume_id)
     )

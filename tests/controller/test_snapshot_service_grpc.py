@@ -167,7 +167,9 @@ def test_codes(stubs: Stubs, cloud: FakeCloud) -> None:
     def modify(volume: str, **params: str) -> csi_pb2.ControllerModifyVolumeRequest:
         return csi_pb2.ControllerModifyVolumeRequest(volume_id=volume, mutable_parameters=params)
 
-    expect(ctl.ControllerModifyVolume, modify(volume_id), invalid)
+    expect(ctl.ControllerModifyVolume, modify(""), invalid)
+    ctl.ControllerModifyVolume(modify(volume_id), timeout=10)  # CSI: no mutable_parameters → OK, no-op
     expect(ctl.ControllerModifyVolume, modify(volume_id, color="blue"), invalid)
+    expect(ctl.ControllerModifyVolume, modify(UNKNOWN_VOLUME), grpc.StatusCode.NOT_FOUND)
     expect(ctl.ControllerModifyVolume, modify(UNKNOWN_VOLUME, iops="4000"), grpc.StatusCode.NOT_FOUND)
     expect(ctl.ControllerModifyVolume, modify(volume_id, iops="4000"), grpc.StatusCode.RESOURCE_EXHAUSTED)

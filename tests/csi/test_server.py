@@ -19,7 +19,7 @@ import pytest
 
 from provisioner import errors
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
-from provisioner.csi.errors import GENERIC_INTERNAL, status_for
+from provisioner.csi.errors import CODES, GENERIC_INTERNAL, status_for
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.server import Services, serve_until_signalled
 from provisioner.ports.clock import current_deadline
@@ -143,11 +143,14 @@ def test_every_domain_error_has_a_code() -> None:
             out.extend(subclasses(sub))
         return out
 
-    for cls in subclasses(errors.ZonalError):
-        if cls.__module__ != errors.__name__:
-            continue  # adapters' subclasses inherit their parent's row
-        code, _ = status_for(cls("m"))
-        assert code != grpc.StatusCode.OK, cls
+    domain = [cls for cls in subclasses(errors.ZonalError) if cls.__module__ == errors.__name__]
+    assert errors.ModificationRateLimited in domain and len(domain) >= len(TABLE)
+    for cls in domain:
+        # A class with no row of its own nor an ancestor's would fall through to INTERNAL, which the
+        # CSI tables reserve for bugs: every domain error must reach a row before ZonalError itself.
+        rows = [c for c in cls.__mro__ if c in CODES]
+        assert rows, f"{cls.__name__} has no row in provisioner.csi.errors.CODES"
+        assert status_for(cls("m")) == (CODES[rows[0]], "m"), cls
 
 
 def test_unexpected_exception_is_internal_with_generic_message(
@@ -232,10 +235,11 @@ def test_hundred_slow_calls_do_not_queue_cheap_ones(stubs: Stubs, controller: Sc
         while controller.started < 110 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert controller.started == 110  # all in flight at once, none queued
-        start = time.perf_counter()
         for _ in range(20):
-            stubs.identity.Probe(csi_pb2.ProbeRequest(), timeout=2)
-        assert time.perf_counter() - start < 2.0
+            stubs.identity.Probe(csi_pb2.ProbeRequest(), timeout=60)
+        # The slow calls hold their threads until the gate opens (or 30 s pass): probes queued behind
+        # them could only have been answered after some of them ended.
+        assert not [f for f in slow if f.done()]
         controller.gate.set()
         assert all(f.result(timeout=30).volume.volume_id == "vol-1" for f in slow)
     finally:

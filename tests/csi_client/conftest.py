@@ -74,7 +74,7 @@ def _services(cloud: FakeCloud | None, mounter: FakeMounter | None) -> Services:
     node = None
     if mounter is not None:
         metadata = NodeMetadata(instance_id=NODE, zone="us-east-1b", instance_type="m5.large")
-        resolver = FakeResolver({STAGED_VOL: "/dev/nvme1n1"})
+        resolver = FakeResolver({STAGED_VOL: "/dev/nvme1n1"}, mounter)
         node = NodeService(NodeCore(mounter, resolver, metadata, NodeConfig(), FakeClock()))
     identity = IdentityService("zonal.csi.dev", "0.1.0", controller=controller is not None, probe=probe)
     return Services(identity=identity, controller=controller, node=node)

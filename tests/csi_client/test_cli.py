@@ -4,7 +4,7 @@ errors shown by gRPC code name."""
 from __future__ import annotations
 
 import json
-import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -83,7 +83,8 @@ def test_publish_list_get_unpublish_delete(capsys: Cap, driver: Driver) -> None:
     vol = str(create(capsys, driver.endpoint, "--size", "4Gi", "--zone", "us-east-1b")["volume_id"])
     run = zonal_csi(capsys, *ep, "publish", vol, "--node-id", NODE)
     assert run.code == 0, run.err
-    assert lines(run.out)["publish_context"].startswith("devicePath=/dev/xvd")
+    context = dict(pair.split("=", 1) for pair in lines(run.out)["publish_context"].split(","))
+    assert context["devicePath"].startswith("/dev/xvd") and context["volumeSizeBytes"] == str(4 * 1024**3)
 
     got = json.loads(zonal_csi(capsys, *ep, "-o", "json", "get-volume", vol).out)
     assert got["published_node_ids"] == [NODE] and got["capacity_bytes"] == 4 << 30
@@ -140,7 +141,7 @@ def test_node_verbs(capsys: Cap, driver: Driver) -> None:
     assert f"{ZONE_KEY}=us-east-1b" in shown["accessible_topology"].split(",")
 
     staging, target = "/var/lib/kubelet/staging/x", "/var/lib/kubelet/pods/p/mount"
-    driver.mounter.make_dir(staging)
+    driver.mounter.add_dirs(staging)
     pc = ("--publish-context", "devicePath=/dev/xvdba")
     steps = [
         ("stage", STAGED_VOL, "--staging-path", staging, *pc),
@@ -157,7 +158,7 @@ def test_node_verbs(capsys: Cap, driver: Driver) -> None:
     assert outputs[0]["staged"] == "true"
     assert driver.mounter.calls[0] == ("format", "/dev/nvme1n1", "ext4")
     assert outputs[2]["total_bytes"] == "10737418240 (10Gi)" and outputs[2]["used_inodes"] == "10"
-    assert driver.mounter.mounts == []
+    assert driver.mounter.table == []
 
 
 def test_snapshot_verbs(capsys: Cap, driver: Driver) -> None:
@@ -175,7 +176,6 @@ def test_snapshot_verbs(capsys: Cap, driver: Driver) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["probe"],  # no endpoint and no $CSI_ENDPOINT
         ["--endpoint", "http://x", "probe"],
         ["--endpoint", "/s", "create-volume", "--name", "x", "--size", "ten"],
         [
@@ -202,6 +202,37 @@ def test_usage_errors_exit_2(capsys: Cap, argv: list[str]) -> None:
     assert run.code == 2 and "error:" in run.err
 
 
+def test_the_endpoint_default_is_the_servers_and_described_alike() -> None:
+    """``zonal csi`` and ``zonal node|controller|all`` default to the same endpoint and say so in the same
+    words (the issue: one said "$CSI_ENDPOINT", the other "$CSI_ENDPOINT or unix:///csi/csi.sock")."""
+    from provisioner.cli import all_parsers, build_parser
+    from provisioner.csi.endpoint import parse_endpoint
+
+    parser = build_parser()
+    assert parser.parse_args(["csi", "probe"]).endpoint == parse_endpoint("unix:///csi/csi.sock")
+    assert parser.parse_args(["node"]).endpoint == "unix:///csi/csi.sock"
+    helps = {}
+    by_prog = {p.prog: p for p in all_parsers(parser)}
+    for command in ("csi", "node", "controller", "all"):
+        sub = by_prog[f"zonal {command}"]
+        [action] = [a for a in sub._actions if "--endpoint" in a.option_strings]
+        text = sub._get_formatter()._expand_help(action)
+        helps[command] = text[text.rindex("(") :]
+    assert set(helps.values()) == {"(default $CSI_ENDPOINT, else unix:///csi/csi.sock)"}, helps
+
+
+def test_a_wrong_endpoint_names_the_cause(capsys: Cap, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    run = zonal_csi(capsys, "--endpoint", f"tcp://127.0.0.1:{port}", "--timeout", "5", "probe")
+    assert run.code == 1
+    assert f"nothing listens at tcp://127.0.0.1:{port} (connection refused)" in run.err
+    missing = tmp_path / "none.sock"
+    run = zonal_csi(capsys, "--endpoint", f"unix://{missing}", "--timeout", "5", "probe")
+    assert run.code == 1 and f"no socket at {missing};" in run.err
+
+
 def test_endpoint_from_the_environment(capsys: Cap, driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CSI_ENDPOINT", driver.endpoint)
     assert zonal_csi(capsys, "probe").code == 0
@@ -210,15 +241,9 @@ def test_endpoint_from_the_environment(capsys: Cap, driver: Driver, monkeypatch:
 def test_registered_in_zonal_main(capsys: Cap, driver: Driver) -> None:
     from provisioner.cli import main
 
-    root, zonal = logging.getLogger(), logging.getLogger("zonal")
-    saved = (root.handlers[:], root.level, zonal.level)
     capsys.readouterr()
-    try:
-        assert main(["csi", "--endpoint", driver.endpoint, "probe"]) == 0
-    finally:
-        # main() points logging at this test's captured stderr: put it back for the tests after it.
-        root.handlers[:], root.level = saved[0], saved[1]
-        zonal.setLevel(saved[2])
+    # main() points logging at this test's captured stderr; tests/conftest.py puts it back afterwards.
+    assert main(["csi", "--endpoint", driver.endpoint, "probe"]) == 0
     assert capsys.readouterr().out == "ready: true\n"
 
 

@@ -79,7 +79,7 @@ def test_runtime_installs_node_tools_and_only_the_built_wheels() -> None:
     assert "rm -rf /var/lib/apt/lists/*" in apt
     [pip] = [r for r in RUNTIME.args("RUN") if "pip install" in r]
     assert "from=builder" in pip and "--no-index" in pip and "--find-links /wheels" in pip
-    assert shlex.split(pip)[-1] == "zonal"
+    assert shlex.split(pip)[-1] == "zonal"  # no extra: the embedded world (moto) stays out of the image
 
 
 def test_runs_as_non_root_zonal_65532_by_default() -> None:
@@ -119,3 +119,5 @@ def test_dry_run_script_is_executable_bash() -> None:
     # The steps come from the Dockerfile itself, not from a copy that could drift.
     assert '(root / "Dockerfile").read_text()' in script
     assert all(word in script for word in ('"pip wheel"', '"pip install"', '"HEALTHCHECK"'))
+    # The runtime it builds is checked for the embedded extra's packages.
+    assert "^(moto|flask|sympy|cfn-lint)==" in script

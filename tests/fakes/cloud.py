@@ -19,7 +19,7 @@ import dataclasses
 import itertools
 import re
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -38,6 +38,7 @@ from provisioner.model import (
 )
 from provisioner.ports.clock import Clock
 from provisioner.ports.cloud import VolumeModification
+from tests.fakes.cloud_extras import FakeCloudExtras
 
 DEFAULT_ZONES = (
     Zone("us-east-1a", "use1-az1"),
@@ -72,7 +73,7 @@ class Hold:
     release: threading.Event = field(default_factory=threading.Event)
 
 
-class FakeCloud:
+class FakeCloud(FakeCloudExtras):
     def __init__(
         self,
         zones: Sequence[Zone] = DEFAULT_ZONES,
@@ -84,6 +85,7 @@ class FakeCloud:
         modify_polls: int = 0,
         clock: Clock | None = None,
     ) -> None:
+        super().__init__()
         self.region = region
         self.zones = tuple(zones)
         self.creating_polls = creating_polls
@@ -98,6 +100,7 @@ class FakeCloud:
         self.max_modifications: int | None = None
         self.modified: list[tuple[str, dict[str, object]]] = []  # (volume id, changes) per accepted call
         self.copied: list[tuple[str, VolumeSpec, str]] = []  # (source, spec, token) per copy call
+        self.snapshot_requests: list[tuple[str, dict[str, str], str]] = []  # (volume, tags, outpost)
         self._snap_polls: dict[str, int] = {}
         self._mod_polls: dict[str, int] = {}
         self._mod_count: collections.Counter[str] = (
@@ -268,6 +271,17 @@ class FakeCloud:
             devices = {d: vid for d, vid in inst.instance.block_devices.items() if d != a.device}
             inst.instance = dataclasses.replace(inst.instance, block_devices=devices)
 
+    def describe_volumes(self, volume_ids: Iterable[str]) -> dict[str, Volume]:
+        self._enter("describe_volumes")
+        with self._lock:
+            found: dict[str, Volume] = {}
+            for volume_id in volume_ids:
+                entry = self.volumes.get(volume_id)
+                if entry is not None:
+                    self._advance(entry)
+                    found[volume_id] = entry.volume
+            return found
+
     def find_volume_by_name(self, name: str) -> Volume | None:
         self._enter("find_volume_by_name")
         with self._lock:
@@ -305,6 +319,11 @@ class FakeCloud:
         if inst is None:
             raise errors.NotFound(f"instance {instance_id} not found")
         return inst
+
+    def describe_instances(self, instance_ids: Iterable[str]) -> dict[str, Instance]:
+        self._enter("describe_instances")
+        with self._lock:
+            return {i: self.instances[i].instance for i in instance_ids if i in self.instances}
 
     def attach_volume(self, volume_id: str, instance_id: str, device: str) -> None:
         self._enter("attach_volume")
@@ -360,13 +379,22 @@ class FakeCloud:
     def _now(self) -> float:
         return self.clock.time() if self.clock is not None else float(len(self.snapshots))
 
-    def create_snapshot(self, volume_id: str, tags: Mapping[str, str], description: str) -> Snapshot:
+    def create_snapshot(
+        self, volume_id: str, tags: Mapping[str, str], description: str, outpost_arn: str = ""
+    ) -> Snapshot:
         self._enter("create_snapshot")
         with self._lock:
+            self.snapshot_requests.append((volume_id, dict(tags), outpost_arn))
             v = self._volume(volume_id).volume
             state = "pending" if self.snapshot_polls > 0 else "completed"
             snap = Snapshot(
-                f"snap-{next(self._ids):017x}", volume_id, v.size_gib, state, self._now(), dict(tags)
+                f"snap-{next(self._ids):017x}",
+                volume_id,
+                v.size_gib,
+                state,
+                self._now(),
+                dict(tags),
+                progress=0 if self.snapshot_polls > 0 else 100,
             )
             self.snapshots[snap.snapshot_id] = snap
             return snap
@@ -377,7 +405,10 @@ class FakeCloud:
             return snap
         n = self._snap_polls[snap.snapshot_id] = self._snap_polls.get(snap.snapshot_id, 0) + 1
         if n >= self.snapshot_polls:
-            snap = self.snapshots[snap.snapshot_id] = dataclasses.replace(snap, state="completed")
+            snap = dataclasses.replace(snap, state="completed", progress=100)
+        else:
+            snap = dataclasses.replace(snap, progress=100 * n // self.snapshot_polls)
+        self.snapshots[snap.snapshot_id] = snap
         return snap
 
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
@@ -399,6 +430,7 @@ class FakeCloud:
         with self._lock:
             if snapshot_id not in self.snapshots:
                 raise errors.NotFound(f"snapshot {snapshot_id} not found")
+            self.check_unlocked(snapshot_id)
             del self.snapshots[snapshot_id]
 
     def list_snapshots(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
+import yaml
 
 from provisioner.aws.imds import ImdsClient
 from provisioner.cli import CliError
 from provisioner.cli.node import add_args, build_node_service, metadata_sources, node_config
 from provisioner.kube.nodeinfo import KubeNodeMetadata
+from provisioner.mount.devices import SysfsDeviceResolver
+from provisioner.mount.state import DEFAULT_STATE_DIR, FileNodeState
 from provisioner.ports.node import NodeMetadata
 
 
@@ -68,3 +72,29 @@ def test_refuses_to_start_naming_the_sources_tried() -> None:
     with pytest.raises(CliError) as e:
         build_node_service(args, environ={})
     assert "imds (" in str(e.value) and "kubernetes (CSI_NODE_NAME is not set)" in str(e.value)
+
+
+def test_state_dir_and_loop_devices_follow_the_cloud(tmp_path: Path) -> None:
+    real = build_node_service(parse("--node-id=i-9", "--zone=local-1a"))
+    assert isinstance(real.core.state, FileNodeState) and str(real.core.state.root) == DEFAULT_STATE_DIR
+    assert isinstance(real.core.resolver, SysfsDeviceResolver) and real.core.resolver.loop_dirs == ()
+    chosen = build_node_service(parse("--node-id=i-9", "--zone=local-1a", f"--state-dir={tmp_path / 's'}"))
+    assert isinstance(chosen.core.state, FileNodeState) and chosen.core.state.root == tmp_path / "s"
+    embedded = NodeMetadata(instance_id="i-embedded", zone="us-east-1a")
+    service = build_node_service(parse(), metadata=embedded, embedded_dir=tmp_path)
+    assert (
+        isinstance(service.core.state, FileNodeState) and service.core.state.root == tmp_path / "node-state"
+    )
+    assert isinstance(service.core.resolver, SysfsDeviceResolver)
+    assert service.core.resolver.loop_dirs == (str(tmp_path),)
+
+
+def test_the_node_daemonset_keeps_the_default_state_dir_on_the_host() -> None:
+    manifest = Path(__file__).resolve().parents[2] / "deploy" / "base" / "node.yaml"
+    [daemonset] = [d for d in yaml.safe_load_all(manifest.read_text()) if d and d["kind"] == "DaemonSet"]
+    spec = daemonset["spec"]["template"]["spec"]
+    [zonal] = [c for c in spec["containers"] if c["name"] == "zonal"]
+    mounts = {m["name"]: m["mountPath"] for m in zonal["volumeMounts"]}
+    host = {v["name"]: v.get("hostPath", {}).get("path") for v in spec["volumes"]}
+    assert [name for name, path in mounts.items() if path == DEFAULT_STATE_DIR] == ["state-dir"]
+    assert host["state-dir"] == DEFAULT_STATE_DIR

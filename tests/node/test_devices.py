@@ -1,46 +1,33 @@
-"""Device resolution and serial checks over a fake /dev and /sys tree; the mount adapter's helpers."""
+"""Device identity over a fake /dev and /sys tree (tests.node.loopkit.Tree; root: the device nodes are
+real ``mknod`` nodes with a major number no driver has, so nothing can ever be opened through them);
+the mount adapter's helpers.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from provisioner.errors import DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument, NotFound
-from provisioner.mount.devices import NVME_BY_ID_PREFIX, SysfsDeviceResolver, normalize_serial, read_serial
-from provisioner.mount.linux import ext_args, parse_mountinfo, run, xfs_args
+from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound
+from provisioner.mount.devices import (
+    VOLUME_SIZE_KEY,
+    SysfsDeviceResolver,
+    normalize_serial,
+)
+from provisioner.mount.linux import ext_args, parse_mountinfo, xfs_args
 from provisioner.ports.node import FormatOptions
+from tests.node.loopkit import FAKE_MAJOR, GIB_SECTORS, Tree
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: makes device nodes with mknod"),
+]
 
 VOL = "vol-0123456789abcdef0"
-
-
-class Tree:
-    """A fake /dev and /sys: devices are plain files, serials live where the kernel puts them."""
-
-    def __init__(self, root: Path) -> None:
-        self.dev, self.sys = root / "dev", root / "sys"
-        self.dev.mkdir()
-        self.resolver = SysfsDeviceResolver(str(self.dev), str(self.sys))
-
-    def nvme(self, name: str, serial: str) -> str:
-        (self.dev / name).write_text("")
-        block = self.sys / "block" / name / "device"
-        block.mkdir(parents=True)
-        (block / "serial").write_text(serial + "   \n")
-        return str(self.dev / name)
-
-    def loop(self, name: str, backing: str) -> str:
-        (self.dev / name).write_text("")
-        d = self.sys / "block" / name / "loop"
-        d.mkdir(parents=True)
-        (d / "backing_file").write_text(backing + "\n")
-        return str(self.dev / name)
-
-    def by_id(self, volume_id: str, target: str) -> None:
-        link = self.dev / (NVME_BY_ID_PREFIX + volume_id.replace("-", ""))
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(target, link.parent))
+SERIAL = "vol0123456789abcdef0"
 
 
 @pytest.fixture
@@ -48,44 +35,107 @@ def tree(tmp_path: Path) -> Tree:
     return Tree(tmp_path)
 
 
-def test_device_path_from_publish_context_with_matching_serial(tree: Tree) -> None:
-    dev = tree.nvme("nvme1n1", "vol0123456789abcdef0")
-    assert tree.resolver.resolve(VOL, {"devicePath": dev}) == dev
+def test_a_matching_nvme_serial_proves_the_device(tree: Tree) -> None:
+    dev = tree.disk("nvme1n1", serial=SERIAL)
+    found = tree.resolver.resolve(VOL, {"devicePath": dev})
+    assert found.path == dev and found.size == 1024**3 and SERIAL in found.proof
+    assert found.major_minor == f"{FAKE_MAJOR}:1"
 
 
-def test_by_id_symlink_is_resolved_when_device_path_is_absent(tree: Tree) -> None:
-    dev = tree.nvme("nvme2n1", "vol0123456789abcdef0")
+def test_the_udev_link_is_found_without_a_hint(tree: Tree) -> None:
+    dev = tree.disk("nvme2n1", serial=SERIAL)
     tree.by_id(VOL, dev)
-    assert tree.resolver.resolve(VOL, {"devicePath": str(tree.dev / "xvdba")}) == dev
-    assert tree.resolver.resolve(VOL, {}) == dev
+    assert tree.resolver.resolve(VOL, {"devicePath": str(tree.dev / "xvdba")}).path == dev
+    assert tree.resolver.resolve(VOL, {}).path == dev
 
 
-def test_a_stale_symlink_to_another_volume_is_refused(tree: Tree) -> None:
-    dev = tree.nvme("nvme3n1", "vol0fffffffffffffff0")
+def test_the_serial_is_found_by_a_scan_when_udev_made_no_link(tree: Tree) -> None:
+    tree.disk("nvme0n1", serial="vol0aaaaaaaaaaaaaaaa")
+    dev = tree.disk("nvme3n1", serial=SERIAL)
+    assert tree.resolver.resolve(VOL, {}).path == dev
+
+
+def test_a_stale_link_to_another_volume_is_refused(tree: Tree) -> None:
+    dev = tree.disk("nvme3n1", serial="vol0fffffffffffffff0")
     tree.by_id(VOL, dev)
-    with pytest.raises(FailedPrecondition, match="serial vol0fffffffffffffff0"):
+    with pytest.raises(FailedPrecondition, match="serial 'vol0fffffffffffffff0'"):
         tree.resolver.resolve(VOL, {})
 
 
-def test_a_wrong_device_path_falls_back_to_the_right_by_id_device(tree: Tree) -> None:
-    wrong = tree.nvme("nvme1n1", "vol0fffffffffffffff0")
-    right = tree.nvme("nvme2n1", "vol0123456789abcdef0")
+def test_a_wrong_hint_falls_back_to_the_right_device(tree: Tree) -> None:
+    wrong = tree.disk("nvme1n1", serial="vol0fffffffffffffff0")
+    right = tree.disk("nvme2n1", serial=SERIAL)
     tree.by_id(VOL, right)
-    assert tree.resolver.resolve(VOL, {"devicePath": wrong}) == right
+    assert tree.resolver.resolve(VOL, {"devicePath": wrong}).path == right
 
 
-def test_loop_device_serial_is_its_backing_file_name(tree: Tree) -> None:
-    dev = tree.loop("loop4", f"/var/lib/zonal/loops/{VOL}")
-    assert read_serial(dev, str(tree.sys)) == VOL
-    assert tree.resolver.resolve(VOL, {"devicePath": dev}) == dev
-    tree.loop("loop5", "/var/lib/zonal/loops/vol-0aaaaaaaaaaaaaaaa (deleted)")
-    with pytest.raises(FailedPrecondition):
-        tree.resolver.resolve(VOL, {"devicePath": str(tree.dev / "loop5")})
+def test_a_root_disk_like_vda_with_serial_overlay_is_refused(tree: Tree) -> None:
+    vda = tree.disk("vda", virtio_serial="overlay", partitions=("vda1",))
+    with pytest.raises(FailedPrecondition, match="serial 'overlay'"):
+        tree.resolver.resolve(VOL, {"devicePath": vda})
 
 
-def test_a_device_without_serial_is_taken_as_named(tree: Tree) -> None:
-    (tree.dev / "xvdf").write_text("")
-    assert tree.resolver.resolve(VOL, {"devicePath": str(tree.dev / "xvdf")}) == str(tree.dev / "xvdf")
+def test_a_device_without_serial_is_refused_unless_udev_named_it(tree: Tree) -> None:
+    plain = tree.disk("sdb")
+    with pytest.raises(FailedPrecondition, match="no serial"):
+        tree.resolver.resolve(VOL, {"devicePath": plain})
+    tree.by_id(VOL, plain)
+    assert "udev" in tree.resolver.resolve(VOL, {}).proof
+
+
+def test_what_is_not_a_block_device_is_refused(tree: Tree) -> None:
+    (tree.dev / "notes").write_text("")
+    tree._node("zero", stat.S_IFCHR)
+    for name in ("notes", "zero"):
+        with pytest.raises(FailedPrecondition, match="not a block device"):
+            tree.resolver.resolve(VOL, {"devicePath": str(tree.dev / name)})
+
+
+def test_a_partition_is_refused_and_partitions_and_holders_are_reported(tree: Tree) -> None:
+    tree.disk("sda", partitions=("sda1",))
+    with pytest.raises(FailedPrecondition, match="is a partition"):
+        tree.resolver.resolve(VOL, {"devicePath": str(tree.dev / "sda1")})
+    dev = tree.disk("nvme1n1", serial=SERIAL, partitions=("nvme1n1p1",), holders=("dm-0",))
+    found = tree.resolver.resolve(VOL, {"devicePath": dev})
+    assert [name for name, _ in found.partitions] == ["nvme1n1p1"] and found.holders == ("dm-0",)
+    assert len(found.numbers) == 2
+
+
+def test_loop_devices_count_only_from_the_embedded_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "embedded"
+    folder.mkdir()
+    strict = Tree(tmp_path, loop_dirs=(str(folder),))
+    good = strict.disk("loop4", backing=f"{folder}/{VOL}")
+    assert "backed by" in strict.resolver.resolve(VOL, {"devicePath": good}).proof
+    decoys = {
+        "vol-0aaaaaaaaaaaaaaaa": strict.disk("loop5", backing="/srv/images/vol-0aaaaaaaaaaaaaaaa"),
+        "vol-0bbbbbbbbbbbbbbbb": strict.disk("loop6", backing=f"{folder}/vol-0bbbbbbbbbbbbbbbb (deleted)"),
+        "vol-0cccccccccccccccc": strict.disk("loop7"),
+    }
+    for volume_id, dev in decoys.items():
+        with pytest.raises(FailedPrecondition, match="loop device"):
+            strict.resolver.resolve(volume_id, {"devicePath": dev})
+    never = SysfsDeviceResolver(str(strict.dev), str(strict.sys), loop_dirs=(), use_nvme_cli=False)
+    with pytest.raises(FailedPrecondition, match="loop device"):
+        never.resolve(VOL, {"devicePath": good})
+
+
+def test_xen_devices_need_the_attachment_name_and_a_matching_size(tree: Tree) -> None:
+    tree.xen()
+    xvdf = tree.disk("xvdf", sectors=GIB_SECTORS)
+    ctx = {"devicePath": str(tree.dev / "sdf"), VOLUME_SIZE_KEY: str(1024**3)}
+    found = tree.resolver.resolve(VOL, ctx)
+    assert found.path == xvdf and "Xen" in found.proof
+    with pytest.raises(FailedPrecondition, match="smaller"):
+        tree.resolver.resolve(VOL, {**ctx, VOLUME_SIZE_KEY: str(2 * 1024**3)})
+    with pytest.raises(FailedPrecondition, match=VOLUME_SIZE_KEY):
+        tree.resolver.resolve(VOL, {"devicePath": xvdf})
+
+
+def test_without_xen_a_serial_less_named_device_is_refused(tree: Tree) -> None:
+    xvdf = tree.disk("xvdf")
+    with pytest.raises(FailedPrecondition, match="no serial"):
+        tree.resolver.resolve(VOL, {"devicePath": xvdf, VOLUME_SIZE_KEY: str(1024**3)})
 
 
 def test_nothing_found_is_not_found(tree: Tree) -> None:
@@ -93,9 +143,11 @@ def test_nothing_found_is_not_found(tree: Tree) -> None:
         tree.resolver.resolve(VOL, {"devicePath": str(tree.dev / "xvdz")})
     with pytest.raises(NotFound):
         tree.resolver.resolve("vol-../../sda", {})
+    with pytest.raises(NotFound):
+        tree.resolver.resolve("fake-vol-id", {})
 
 
-@pytest.mark.parametrize("path", ["/etc/passwd", "dev/xvdf", "{dev}/../etc/passwd", "/devious"])
+@pytest.mark.parametrize("path", ["/etc/passwd", "dev/xvdf", "{dev}/../etc/passwd", "/devious", "{dev}/a\0b"])
 def test_device_path_outside_dev_is_invalid(tree: Tree, path: str) -> None:
     with pytest.raises(InvalidArgument):
         tree.resolver.resolve(VOL, {"devicePath": path.format(dev=tree.dev)})
@@ -123,27 +175,18 @@ def test_parse_mountinfo_unescapes_and_keeps_order() -> None:
 
 def test_mkfs_arguments() -> None:
     o = FormatOptions(block_size=4096, inode_size=256, bytes_per_inode=8192, number_of_inodes=100)
-    assert ext_args("ext4", o) == ["-F", "-m0", "-b", "4096", "-I", "256", "-i", "8192", "-N", "100"]
+    want = ["-F", "-m0", "-E", "nodiscard", "-b", "4096", "-I", "256", "-i", "8192", "-N", "100"]
+    assert ext_args("ext4", o) == want
     assert ext_args("ext4", FormatOptions(ext4_bigalloc=True, ext4_cluster_size=16384))[-4:] == [
         "-O",
         "bigalloc",
         "-C",
         "16384",
     ]
-    assert xfs_args(FormatOptions(block_size=4096, inode_size=512)) == ["-b", "size=4096", "-i", "size=512"]
-
-
-def test_run_puts_stderr_in_the_error() -> None:
-    with pytest.raises(Internal, match="exit code 3: it broke"):
-        run(["sh", "-c", "echo it broke >&2; exit 3"], 5)
-    assert run(["sh", "-c", "exit 2"], 5, ok_codes=(0, 2)).returncode == 2
-
-
-def test_run_times_out() -> None:
-    with pytest.raises(DeadlineExceeded, match=r"within 0\.2s"):
-        run(["sleep", "5"], 0.2)
-
-
-def test_run_missing_command() -> None:
-    with pytest.raises(Internal, match="not installed"):
-        run(["zonal-no-such-tool"], 5)
+    assert xfs_args(FormatOptions(block_size=4096, inode_size=512)) == [
+        "-K",
+        "-b",
+        "size=4096",
+        "-i",
+        "size=512",
+    ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -138,11 +137,9 @@ def test_an_expired_token_is_renewed_once(imds: tuple[FakeImds, str]) -> None:
 
 def test_a_slow_service_times_out_quickly(imds: tuple[FakeImds, str]) -> None:
     state, url = imds
-    state.delay = 5.0
-    started = time.monotonic()
+    state.delay = 3600.0  # held until the fixture ends: only the client's own timeout can end the call
     with pytest.raises(Unavailable, match="unreachable"):
         ImdsClient(url, timeout=0.2).fetch()
-    assert time.monotonic() - started < 2
 
 
 def test_nothing_listening_is_unavailable() -> None:

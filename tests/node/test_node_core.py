@@ -12,8 +12,8 @@ from provisioner.errors import (
     OperationInProgress,
 )
 from provisioner.model import EBS_ZONE_KEY, GIB, ZONE_KEY, AccessMode, AccessType, VolumeCapability
-from provisioner.node import NodeCapability, NodeConfig, NodeCore, format_options
-from provisioner.ports.node import FormatOptions, NodeMetadata
+from provisioner.node import MemoryNodeState, NodeCapability, NodeConfig, NodeCore, format_options
+from provisioner.ports.node import FormatOptions, MountInfo, NodeMetadata, PathKind
 from tests.fakes.clock import FakeClock
 from tests.fakes.mounter import FakeMounter, FakeResolver
 
@@ -29,14 +29,23 @@ class Env:
     def __init__(self, metadata: NodeMetadata | None = None, config: NodeConfig | None = None) -> None:
         self.mounter = FakeMounter()
         self.device = self.mounter.add_device(DEV, 10 * GIB, serial="vol0123456789abcdef0")
-        self.resolver = FakeResolver({VOL: DEV})
+        self.mounter.add_dirs("/var/lib/kubelet/plugins/staging", "/var/lib/kubelet/pods/p1/volumes/vol1")
+        self.resolver = FakeResolver({VOL: DEV}, self.mounter)
+        self.state = MemoryNodeState()
         self.core = NodeCore(
             self.mounter,
             self.resolver,
             metadata or NodeMetadata(instance_id="i-0abc", zone="us-east-1a", instance_type="m5.large"),
             config or NodeConfig(),
             FakeClock(),
+            state=self.state,
         )
+
+    def top(self, path: str) -> MountInfo | None:
+        return self.mounter.inspect(path).top
+
+    def exists(self, path: str) -> bool:
+        return self.mounter.inspect(path).kind is not PathKind.MISSING
 
     def stage(self, cap: VolumeCapability = MOUNT, volume_context: dict[str, str] | None = None) -> None:
         self.core.stage(VOL, STAGE, cap, {}, volume_context or {})
@@ -55,8 +64,8 @@ def env() -> Env:
 
 def test_stage_formats_a_blank_device_and_mounts_it(env: Env) -> None:
     env.stage()
-    assert env.mounter.calls == [("format", DEV, "ext4"), ("mount", DEV, STAGE, "ext4")]
-    info = env.mounter.mount_info(STAGE)
+    assert env.mounter.calls == [("mkdir", STAGE), ("format", DEV, "ext4"), ("mount", DEV, STAGE, "ext4")]
+    info = env.top(STAGE)
     assert info is not None and info.source == DEV
 
 
@@ -70,7 +79,7 @@ def test_stage_twice_is_a_no_op(env: Env) -> None:
 def test_stage_never_formats_a_device_that_holds_a_filesystem(env: Env) -> None:
     env.device.content, env.device.fs_size = "ext4", env.device.size
     env.stage()
-    assert env.mounter.calls == [("mount", DEV, STAGE, "ext4")]
+    assert env.mounter.calls == [("mkdir", STAGE), ("mount", DEV, STAGE, "ext4")]
 
 
 def test_stage_refuses_a_device_holding_another_filesystem(env: Env) -> None:
@@ -94,14 +103,14 @@ def test_stage_xfs_mounts_with_nouuid_and_flags(env: Env) -> None:
 def test_stage_grows_ext4_smaller_than_its_device_before_mounting(env: Env) -> None:
     env.device.content, env.device.fs_size = "ext4", 4 * GIB  # restored from a smaller snapshot
     env.stage()
-    assert env.mounter.calls == [("resize", DEV, "", "ext4"), ("mount", DEV, STAGE, "ext4")]
+    assert env.mounter.calls[1:] == [("resize", DEV, "", "ext4"), ("mount", DEV, STAGE, "ext4")]
     assert env.device.fs_size == env.device.size
 
 
 def test_stage_grows_xfs_smaller_than_its_device_once_mounted(env: Env) -> None:
     env.device.content, env.device.fs_size = "xfs", 4 * GIB
     env.stage(VolumeCapability(AccessType.MOUNT, AccessMode.SINGLE_NODE_WRITER, fs_type="xfs"))
-    assert env.mounter.calls == [("mount", DEV, STAGE, "xfs", "nouuid"), ("resize", DEV, STAGE, "xfs")]
+    assert env.mounter.calls[1:] == [("mount", DEV, STAGE, "xfs", "nouuid"), ("resize", DEV, STAGE, "xfs")]
     assert env.device.fs_size == env.device.size
 
 
@@ -116,6 +125,10 @@ def test_stage_with_another_volume_at_the_path_is_already_exists(env: Env) -> No
     env.resolver.volumes["vol-0ther"] = "/dev/nvme2n1"
     with pytest.raises(AlreadyExists):
         env.core.stage("vol-0ther", STAGE, MOUNT, {}, {})
+    with pytest.raises(AlreadyExists, match="as xfs"):
+        env.core.stage(
+            VOL, STAGE, VolumeCapability(AccessType.MOUNT, AccessMode.SINGLE_NODE_WRITER, "xfs"), {}, {}
+        )
 
 
 def test_stage_unknown_volume_is_not_found(env: Env) -> None:
@@ -132,6 +145,9 @@ def test_stage_passes_format_options_from_volume_context(env: Env) -> None:
     ("fs_type", "context"),
     [
         ("ext4", {"blocksize": "4k"}),
+        ("ext4", {"blocksize": "²"}),
+        ("ext4", {"blocksize": "3000"}),
+        ("ext4", {"blocksize": "99999999999999999999"}),
         ("ext4", {"inodesize": "-1"}),
         ("xfs", {"bytesperinode": "16384"}),
         ("ext3", {"ext4bigalloc": "true"}),
@@ -150,11 +166,12 @@ def test_bad_format_options_are_invalid(fs_type: str, context: dict[str, str]) -
 def test_unstage_unmounts_and_removes_and_is_idempotent(env: Env) -> None:
     env.stage()
     env.core.unstage(VOL, STAGE)
-    assert env.mounter.mount_info(STAGE) is None and not env.mounter.exists(STAGE)
+    assert env.top(STAGE) is None and not env.exists(STAGE)
     env.core.unstage(VOL, STAGE)  # nothing there any more: still OK
-    env.mounter.make_dir(STAGE)
+    env.mounter.add_dirs(STAGE)
     env.core.unstage(VOL, STAGE)  # a directory with nothing mounted: OK, removed
-    assert not env.mounter.exists(STAGE)
+    assert not env.exists(STAGE)
+    assert env.state.records == {}
 
 
 # -- publish -------------------------------------------------------------------------------------
@@ -163,7 +180,7 @@ def test_unstage_unmounts_and_removes_and_is_idempotent(env: Env) -> None:
 def test_publish_binds_staging_to_target_and_repeats_ok(env: Env) -> None:
     env.stage()
     env.publish()
-    info = env.mounter.mount_info(TARGET)
+    info = env.top(TARGET)
     assert info is not None and not info.read_only and info.source == DEV
     calls = list(env.mounter.calls)
     env.publish()
@@ -177,7 +194,7 @@ def test_publish_binds_staging_to_target_and_repeats_ok(env: Env) -> None:
 def test_publish_read_only(env: Env, cap: VolumeCapability, readonly: bool) -> None:
     env.stage()
     env.publish(cap, readonly=readonly)
-    info = env.mounter.mount_info(TARGET)
+    info = env.top(TARGET)
     assert info is not None and info.read_only
 
 
@@ -187,7 +204,7 @@ def test_incompatible_second_publish_is_already_exists(env: Env) -> None:
     with pytest.raises(AlreadyExists, match="read_only"):
         env.publish(readonly=True)
     env.mounter.add_device("/dev/nvme2n1", GIB, content="ext4")
-    env.mounter.make_dir("/stage2")
+    env.mounter.add_dirs("/stage2")
     env.mounter.mount("/dev/nvme2n1", "/stage2", "ext4", ())
     env.resolver.volumes["vol-0ther"] = "/dev/nvme2n1"
     with pytest.raises(AlreadyExists, match="another volume"):
@@ -203,7 +220,7 @@ def test_publish_block_binds_the_device_onto_a_file(env: Env) -> None:
     env.stage(BLOCK)
     env.publish(BLOCK)
     assert TARGET in env.mounter.files
-    assert env.mounter.device_number(TARGET) == env.device.number
+    assert env.mounter.inspect(TARGET).rdev == env.device.number
     calls = list(env.mounter.calls)
     env.publish(BLOCK)
     assert env.mounter.calls == calls
@@ -215,15 +232,15 @@ def test_unpublish_unmounts_removes_and_is_idempotent(env: Env) -> None:
     env.stage()
     env.publish()
     env.core.unpublish(VOL, TARGET)
-    assert env.mounter.mount_info(TARGET) is None and not env.mounter.exists(TARGET)
-    assert env.mounter.mount_info(STAGE) is not None  # staging untouched
+    assert env.top(TARGET) is None and not env.exists(TARGET)
+    assert env.top(STAGE) is not None  # staging untouched
     env.core.unpublish(VOL, TARGET)
 
 
 def test_unpublish_block(env: Env) -> None:
     env.publish(BLOCK)
     env.core.unpublish(VOL, TARGET)
-    assert not env.mounter.exists(TARGET) and env.mounter.mount_info(TARGET) is None
+    assert not env.exists(TARGET) and env.top(TARGET) is None
 
 
 # -- stats and expand ----------------------------------------------------------------------------
@@ -311,7 +328,7 @@ def test_publish_bad_input_is_invalid_argument(volume_id: str, staging: str, tar
         env.core.publish(volume_id, staging, target, MOUNT, False, {}, {})
 
 
-@pytest.mark.parametrize(("volume_id", "path"), [("", TARGET), (VOL, ""), (VOL, "rel"), (VOL, "/x/../y")])
+@pytest.mark.parametrize(("volume_id", "path"), [("", TARGET), (VOL, ""), (VOL, "/x/../y"), (VOL, "/a\0b")])
 def test_unpublish_unstage_stats_expand_bad_input(volume_id: str, path: str) -> None:
     env = Env()
     for call in (env.core.unpublish, env.core.unstage, env.core.get_volume_stats):
@@ -319,6 +336,18 @@ def test_unpublish_unstage_stats_expand_bad_input(volume_id: str, path: str) -> 
             call(volume_id, path)
     with pytest.raises(InvalidArgument):
         env.core.expand(volume_id, path, None)
+
+
+def test_a_relative_path_is_invalid_for_unpublish_but_not_found_for_stats_and_expand() -> None:
+    # CSI sanity: NodeGetVolumeStats/NodeExpandVolume with "some/path" → NOT_FOUND.
+    env = Env()
+    for call in (env.core.unpublish, env.core.unstage):
+        with pytest.raises(InvalidArgument):
+            call(VOL, "some/path")
+    with pytest.raises(NotFound):
+        env.core.get_volume_stats(VOL, "some/path")
+    with pytest.raises(NotFound):
+        env.core.expand(VOL, "some/path", None)
 
 
 # -- in-flight guard -----------------------------------------------------------------------------
@@ -346,7 +375,7 @@ def test_a_concurrent_operation_on_the_same_volume_is_aborted(env: Env) -> None:
     env.mounter.on_format = during_format
     env.stage()
     assert len(seen) == 5
-    assert env.mounter.mount_info("/stage-other") is not None
+    assert env.top("/stage-other") is not None
     env.core.unstage(VOL, STAGE)  # released after the first call finished
 
 

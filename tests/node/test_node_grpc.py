@@ -55,7 +55,7 @@ def fake() -> FakeMounter:
 
 @pytest.fixture
 def stubs(tmp_path: Path, fake: FakeMounter) -> Iterator[Stubs]:
-    core = NodeCore(fake, FakeResolver({VOL: "/dev/nvme1n1"}), MD, NodeConfig(), FakeClock())
+    core = NodeCore(fake, FakeResolver({VOL: "/dev/nvme1n1"}, fake), MD, NodeConfig(), FakeClock())
     yield from _stubs(tmp_path, core)
 
 
@@ -133,7 +133,7 @@ def test_lifecycle_and_idempotency_over_the_wire(stubs: Stubs, fake: FakeMounter
         stubs.node.NodeUnstageVolume(
             csi_pb2.NodeUnstageVolumeRequest(volume_id=VOL, staging_target_path="/s")
         )
-    assert fake.mounts == []
+    assert fake.table == []
 
 
 @pytest.mark.parametrize(

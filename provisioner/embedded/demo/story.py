@@ -10,8 +10,12 @@ controller, the attacher and the kubelet around them, printing what each compone
   read back; then cleanup (root is needed for the loop device; without it the story stops after the PV).
 * ``--immediate``: an Immediate class with allowedTopologies and a StatefulSet's three claims spread
   round-robin over the allowed zones.
-* ``--keep``: leave everything running (socket, cluster served over HTTP with a kubeconfig) until
-  Ctrl-C, for ``zonal csi`` and ``zonal explain``.
+* ``--relocate``: the WaitForFirstConsumer story, then the nodes of the volume's zone are gone;
+  ``zonal doctor`` finds the claim at risk, ``zonal relocate`` moves it to another zone, and the pod
+  reads its file back there (see :mod:`.relocation`).
+* ``--keep``: leave everything running (socket, cluster served over HTTP with a kubeconfig, EC2 served
+  over HTTP) until Ctrl-C, for ``zonal csi``, ``zonal explain``, ``zonal doctor`` and ``zonal relocate``
+  from another shell; the environment they need is printed and written to ``<dir>/env``.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import grpc
@@ -40,20 +45,20 @@ from provisioner.csi.node_service import NodeService
 from provisioner.csi.server import CsiServer, Services, start_server
 from provisioner.embedded import cloud as embedded_cli
 from provisioner.embedded.demo.support import (
+    PodVolume,
     RecordingCsi,
     demo_folder,
     mount_source,
     unmount_below,
 )
+from provisioner.embedded.demo.support import node_core as node_core_for
 from provisioner.embedded.demo.ui import StepFailed, Ui
+from provisioner.embedded.kube.controllers import PvController
 from provisioner.embedded.kube.fakeapi import FakeApiServer, kubeconfig_for
 from provisioner.embedded.kube.memory import MemoryKube
+from provisioner.embedded.ledger import Ledger, start
 from provisioner.errors import NotFound
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, VolumeState
-from provisioner.mount.devices import SysfsDeviceResolver
-from provisioner.mount.linux import LinuxMounter
-from provisioner.node import NodeConfig, NodeCore
-from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest, CsiClient, Kind, Obj
 from provisioner.provisioning import ProvisionerConfig
@@ -69,10 +74,16 @@ ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
 ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
 
 
+def segment_text(segment: Mapping[str, str]) -> str:
+    """A topology segment as people write it: ``{topology.kubernetes.io/zone=us-east-1a}``."""
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(segment.items())) + "}"
+
+
 class Demo:
-    def __init__(self, ui: Ui, folder: Path) -> None:
+    def __init__(self, ui: Ui, folder: Path, ledger: Ledger | None = None) -> None:
         self.ui = ui
         self.folder = folder
+        self.ledger = ledger
         self.socket = folder / "csi.sock"
         self.cleanups: list[tuple[str, Callable[[], None]]] = []
         self.kube = MemoryKube()
@@ -91,7 +102,12 @@ class Demo:
         ui = self.ui
         ui.step(f"Embedded EC2 in {REGION} with zones {', '.join(ZONES)}")
         emb = embedded_cli.build_embedded(
-            REGION, ZONES, ZONES[POD_NODE], state_dir=str(self.folder / "ebs"), back_devices=self.root
+            REGION,
+            ZONES,
+            ZONES[POD_NODE],
+            state_dir=str(self.folder / "ebs"),
+            back_devices=self.root,
+            ledger=self.ledger,
         )
         self.emb = emb
         self.cleanups.append(("embedded EC2", emb.close))
@@ -104,10 +120,7 @@ class Demo:
         core = ControllerCore(
             emb.cloud, SystemClock(), DriverConfig(self.driver, __version__), ControllerConfig()
         )
-        node_meta = resolve_metadata([], emb.node)
-        node_core = NodeCore(
-            LinuxMounter(), SysfsDeviceResolver(), node_meta, NodeConfig(), SystemClock(), log
-        )
+        node_core = node_core_for(emb.node, emb.state_dir, self.folder / "node-state", log)
         identity = IdentityService(self.driver, __version__, controller=True, probe=core.probe)
         self.server = start_server(
             ServerConfig(endpoint=f"unix://{self.socket}", mode="all", max_workers=64),
@@ -144,7 +157,8 @@ class Demo:
                 },
             )
             ui.info(f"{name}  {ZONE_KEY}={ZONES[i]}")
-        ui.ok("CSINode objects list the topology keys the driver reports")
+        self.cleanups.append(("PV controller", PvController(self.kube).run().stop))
+        ui.ok("CSINode objects list the topology keys the driver reports; the PV controller's rules run")
 
         ui.step("Provisioner loop (zonal's topology-aware external provisioner)")
         self.csi = RecordingCsi(GrpcCsiClient(f"unix://{self.socket}", timeout=30))
@@ -222,14 +236,11 @@ class Demo:
             self.ui.info("accessibility_requirements: none")
             return
 
-        def seg(s: Any) -> str:
-            return "{" + ", ".join(f"{k}={v}" for k, v in sorted(s.items())) + "}"
-
         self.ui.info("accessibility_requirements sent to CreateVolume:")
         for label, segments in (("requisite", req.requisite), ("preferred", req.preferred)):
             self.ui.info(f"  {label}:")
             for i, s in enumerate(segments):
-                self.ui.info(f"    [{i}] {seg(s)}")
+                self.ui.info(f"    [{i}] {segment_text(s)}")
 
     def ebs_zone(self, volume_id: str) -> str:
         assert self.emb is not None
@@ -313,84 +324,47 @@ class Demo:
                 "not root: skipping attach, mkfs and mount (loop devices need root); run with sudo for them"
             )
         else:
-            self.mount_and_use(volume_id, node, keep)
+            self.mount_and_use(volume_id, node)
         if keep:
             return
         ui.step("Cleanup: the claim is deleted")
         self.release_and_wait("data", self.kube.get(Kind.PV, pv["metadata"]["name"]))
 
-    def mount_and_use(self, volume_id: str, node: str, keep: bool) -> None:
+    def mount_and_use(self, volume_id: str, node: str) -> None:
+        """Pod web-0 on ``node``: attach, mkfs and mount, write a file and read it back, then go away."""
         ui = self.ui
         assert self.channel is not None
-        ctl = csi_pb2_grpc.ControllerStub(self.channel)
-        nod = csi_pb2_grpc.NodeStub(self.channel)
-        cap = csi_pb2.VolumeCapability(
-            mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
-            access_mode=csi_pb2.VolumeCapability.AccessMode(
-                mode=csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_WRITER
-            ),
-        )
         instance = self.instances[node]
-        stage = self.folder / "staging"
-        target = self.folder / "pods" / "web-0" / "data"
-
-        ui.step(f"ControllerPublishVolume: attach {volume_id} to {instance} ({node})")
-        pub = ctl.ControllerPublishVolume(
-            csi_pb2.ControllerPublishVolumeRequest(
-                volume_id=volume_id, node_id=instance, volume_capability=cap
-            ),
-            timeout=60,
+        pod = PodVolume(
+            self.channel,
+            self.channel,
+            volume_id,
+            instance,
+            self.folder / "staging",
+            self.folder / "pods" / "web-0" / "data",
         )
+        ui.step(f"ControllerPublishVolume: attach {volume_id} to {instance} ({node})")
+        context = pod.attach()
         assert self.emb is not None and self.emb.hooks is not None
         device = self.emb.hooks.devices.get(volume_id, "?")
-        ui.ok(f"attached as {pub.publish_context.get('devicePath', '?')}; backed here by {device}")
+        ui.ok(f"attached as {context.get('devicePath', '?')}; backed here by {device}")
 
         ui.step("NodeStageVolume + NodePublishVolume: mkfs.ext4, mount, bind-mount into the pod")
-        nod.NodeStageVolume(
-            csi_pb2.NodeStageVolumeRequest(
-                volume_id=volume_id,
-                publish_context=pub.publish_context,
-                staging_target_path=str(stage),
-                volume_capability=cap,
-            ),
-            timeout=120,
-        )
-        nod.NodePublishVolume(
-            csi_pb2.NodePublishVolumeRequest(
-                volume_id=volume_id,
-                publish_context=pub.publish_context,
-                staging_target_path=str(stage),
-                target_path=str(target),
-                volume_capability=cap,
-            ),
-            timeout=60,
-        )
-        source = mount_source(str(target))
-        ui.ok(f"{target} is mounted from {source}")
+        pod.mount(context)
+        ui.ok(f"{pod.target} is mounted from {mount_source(str(pod.target))}")
 
         ui.step("The pod writes a file and reads it back")
         message = f"hello from {node} in {ZONES[POD_NODE]}\n"
-        (target / "hello.txt").write_text(message)
-        back = (target / "hello.txt").read_text()
+        (pod.target / "hello.txt").write_text(message)
+        back = (pod.target / "hello.txt").read_text()
         if back != message:
             raise StepFailed(f"read back {back!r}, wrote {message!r}")
-        ui.ok(f"wrote and read {target / 'hello.txt'}: {back.strip()!r}")
-        if keep:
-            return
+        ui.ok(f"wrote and read {pod.target / 'hello.txt'}: “{back.strip()}”")
 
         ui.step("The pod goes away: unpublish, unstage, detach")
-        nod.NodeUnpublishVolume(
-            csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume_id, target_path=str(target)), timeout=60
-        )
-        nod.NodeUnstageVolume(
-            csi_pb2.NodeUnstageVolumeRequest(volume_id=volume_id, staging_target_path=str(stage)), timeout=60
-        )
-        ctl.ControllerUnpublishVolume(
-            csi_pb2.ControllerUnpublishVolumeRequest(volume_id=volume_id, node_id=instance), timeout=60
-        )
-        if mount_source(str(target)) or mount_source(str(stage)):
+        if not pod.release():
             raise StepFailed("a mount was left behind")
-        ui.ok("unmounted and detached; the loop device is released")
+        ui.ok("unmounted and detached; the loop device is released (the data stays on the volume)")
 
     def immediate(self, keep: bool) -> None:
         ui = self.ui
@@ -406,11 +380,11 @@ class Demo:
             request, answer = ui.wait_for(f"waiting for CreateVolume of {name}", self._sent(c), 60)
             zone = self.ebs_zone(answer.volume_id)
             first = (
-                request.requirement.preferred[0]
+                segment_text(request.requirement.preferred[0])
                 if request.requirement and request.requirement.preferred
-                else {}
+                else "none"
             )
-            ui.info(f"{name}: preferred[0]={dict(first)} → {answer.volume_id} in {zone}")
+            ui.info(f"{name}: preferred first {first} → {answer.volume_id} in {zone}")
             if zone not in allowed:
                 raise StepFailed(f"{name} landed in {zone}, outside allowedTopologies {allowed}")
             zones.append(zone)
@@ -424,18 +398,43 @@ class Demo:
             self.release_and_wait(c["metadata"]["name"], pv)
 
     def keep_running(self) -> None:
+        """Serve the cluster (HTTP fake API) and EC2 (the simulator over HTTP) on 127.0.0.1 until Ctrl-C,
+        and print what another shell needs to reach them."""
+        from provisioner.embedded.ec2 import SimServer
+
+        assert self.emb is not None
         api = FakeApiServer(self.kube).start()
         self.cleanups.append(("fake API server", api.stop))
+        ec2 = SimServer(self.emb.simulator).start()
+        self.cleanups.append(("EC2 server", ec2.stop))
         kubeconfig = self.folder / "kubeconfig"
         kubeconfig.write_text(kubeconfig_for(api.url))
+        env = {
+            "KUBECONFIG": str(kubeconfig),
+            "AWS_ENDPOINT_URL_EC2": ec2.endpoint_url,
+            "AWS_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "zonal-demo",
+            "AWS_SECRET_ACCESS_KEY": "zonal-demo",
+        }
+        env_file = self.folder / "env"
+        env_file.write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+        # From here a stop signal ends the wait below (exit 0), even while the instructions print.
+        stop = threading.Event()
+        previous = {
+            s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
         ui = self.ui
         ui.title("Left running for exploration (Ctrl-C to clean up and stop)")
+        ui.info(f"In another shell, first: . {env_file}   (it exports the following)")
+        ui.info("export " + " ".join(f"{k}={v}" for k, v in env.items()))
+        for command, what in (
+            ("zonal explain pvc default/data", "the EBS zone as EC2 reports it"),
+            ("zonal doctor", "every zone problem of the cluster"),
+            (f"zonal relocate pvc default/data --to-zone {ZONES[2]}", "move the data to another zone"),
+        ):
+            ui.info(f"{command:<55} # {what}")
         ui.info(f"zonal csi --endpoint unix://{self.socket} list-volumes")
-        ui.info(f"zonal csi --endpoint unix://{self.socket} node-info")
-        ui.info(f"zonal explain pvc default/data --kubeconfig {kubeconfig}")
-        ui.info(f"kubectl --kubeconfig {kubeconfig} get pv -o yaml")
-        stop = threading.Event()
-        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        ui.info("kubectl get pv -o yaml")
         try:
             stop.wait()
         finally:
@@ -453,18 +452,42 @@ class Demo:
         unmount_below(self.folder)
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)  # unwinds through every cleanup below
+
+
 def run(args: argparse.Namespace) -> int:
     if args.verbosity == 0:
         # The story is told by the steps; the components' own logs only with -v.
         logging.getLogger("zonal").setLevel(logging.WARNING)
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) stops the demo like Ctrl-C: everything it made is
+    # released. What a kill -9 leaves, the next demo or embedded start releases (the ledger).
+    previous = {s: signal.signal(s, _interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        ledger = start(args.runtime_dir)
+        try:
+            return _run(args, ledger)
+        finally:
+            ledger.close()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _run(args: argparse.Namespace, ledger: Ledger) -> int:
     ui = Ui()
-    with demo_folder(args.dir) as folder:
+    with demo_folder(args.dir, ledger) as folder:
         ui.title(f"zonal {__version__} demo — topology-aware EBS provisioning, on this machine")
-        demo = Demo(ui, folder)
+        demo = Demo(ui, folder, ledger)
         try:
             demo.start()
             if args.immediate:
                 demo.immediate(args.keep)
+            elif args.relocate:
+                from provisioner.embedded.demo.relocation import RelocationStory  # it builds on this module
+
+                demo.wffc(keep=True)
+                RelocationStory(demo).run(args.keep)
             else:
                 demo.wffc(args.keep)
             if args.keep:

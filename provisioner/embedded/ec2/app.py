@@ -29,7 +29,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from provisioner.embedded.ec2 import fasttags, wire
+from provisioner.embedded.ec2 import extras, fasttags, wire
 from provisioner.embedded.ec2.buckets import Buckets
 from provisioner.embedded.ec2.config import SimConfig
 from provisioner.embedded.ec2.counters import Counters
@@ -152,9 +152,11 @@ class Simulator:
         )
         self._chance = Chance(self.config)
         self._life = Lifecycle(self.clock, self.config.delays, self._chance, self.zones)
+        # Fast snapshot restores, snapshot locks, volume status: what moto lacks (extras.py).
+        self.extras = extras.Extras(self.clock, self.zones, self.config.delays.snapshot)
         self._lock = threading.RLock()
         self._moto = _moto_ec2_app()
-        fasttags.install()  # moto's own get_tags is O(all tags) per resource
+        fasttags.install(self.account_id)  # moto's own get_tags is O(all tags) per resource
 
     # --- the request path ---------------------------------------------------------------------------
 
@@ -188,10 +190,18 @@ class Simulator:
         if latency > 0:
             self.clock.sleep(latency)
         ctx = RequestContext(action, params.get("ClientToken") or None, wire.signature(params))
-        status, headers, out = self._call_moto(environ, body, region, ctx)
+        with self._lock:
+            own = self._extras(action, params, region)
+        if own is None:
+            status, headers, out = self._call_moto(environ, body, region, ctx)
+        else:
+            status, headers, out = own
         if int(status[:3]) >= 400:
             self.counters.error(action, wire.error_code(out))
             return status, headers, out
+        if own is None:
+            with self._lock:
+                self.extras.observe(action, params, out, self._backend(region))
         try:
             self._run_hooks(ctx.events)
         except Exception:
@@ -199,6 +209,12 @@ class Simulator:
             self.counters.error(action, "InternalError")
             return self._error(500, "InternalError", "An internal error has occurred")
         return status, headers, out
+
+    def _extras(self, action: str, params: dict[str, str], region: str) -> Answer | None:
+        """The answer of an action moto lacks, or a refusal moto would not make; None: ask moto."""
+        if action in extras.ACTIONS:
+            return self.extras.answer(action, params, self._backend(region))
+        return self.extras.refusal(action, params)
 
     def _throttled(self, action: str) -> Answer:
         self.counters.throttled(action)

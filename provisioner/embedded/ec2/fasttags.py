@@ -8,8 +8,10 @@ not the code under test, became the bottleneck of the mass-provisioning benchmar
 reads the resource's own entry of the tag table and returns the same records (an exact id match, where
 moto's pattern would also accept an id that merely starts with this one).
 
-:func:`install` patches moto's ``TaggedEC2Resource`` class once per process (every moto backend in the
-process is affected, with identical results). It must not change what any EC2 call answers.
+:func:`install` registers a simulator's account and patches moto's ``TaggedEC2Resource`` class once per
+process; the replacement serves registered accounts only and hands every other account (``mock_aws``
+tests, moto's default account) to moto's own method, so what those see does not depend on whether a
+simulator ran earlier in the process. It must not change what any EC2 call answers.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.utils import EC2_PREFIX_TO_RESOURCE, get_prefix
 
 _lock = threading.Lock()
-_installed = False
+_moto_get_tags = TaggedEC2Resource.get_tags
+_accounts: frozenset[str] = frozenset()  # the simulators' accounts; replaced whole, read without the lock
 
 
 def _get_tags(self: Any) -> list[dict[str, str]]:
+    if self.ec2_backend.account_id not in _accounts:
+        return _moto_get_tags(self)
     resource_id = getattr(self, "id", None)
     if not resource_id:
         return []
@@ -39,9 +44,10 @@ def _get_tags(self: Any) -> list[dict[str, str]]:
     ]
 
 
-def install() -> None:
-    global _installed
+def install(account_id: str) -> None:
+    """Serve the tags of ``account_id``'s resources from the tag table from now on."""
+    global _accounts
     with _lock:
-        if not _installed:
+        _accounts = _accounts | {account_id}
+        if TaggedEC2Resource.get_tags is not _get_tags:
             TaggedEC2Resource.get_tags = _get_tags  # type: ignore[method-assign]
-            _installed = True

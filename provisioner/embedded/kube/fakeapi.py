@@ -2,7 +2,8 @@
 
 Why it exists: the adapter over the official client must be tested through the client's real code paths
 (URL building, JSON (de)serialization, chunked watch streams, Status errors). This serves the REST
-paths the loop uses: ``/api/v1/...`` and ``/apis/<group>/<version>/...``, namespaced or not; list and
+paths the loop uses: ``/api/v1/...`` and ``/apis/<group>/<version>/...``, namespaced or not, and the
+discovery documents kubectl reads first (:mod:`.discovery`: ``/api``, ``/apis``, ``/api/v1``, …); list and
 ``?watch=1`` (one JSON event per line, ``ERROR`` 410 event when the version expired); GET, POST, PUT,
 merge PATCH, DELETE; errors as ``Status`` objects. Run standalone with
 ``python -m provisioner.embedded.kube.fakeapi``.
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from provisioner.embedded.kube import discovery
 from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.ports.kube import (
     Kind,
@@ -94,6 +96,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlparse(self.path)
+        if method == "GET":
+            address: Any = self.server.server_address
+            found = discovery.document(url.path, f"{address[0]!s}:{address[1]}")
+            if found is not None:  # what kubectl asks before anything else
+                self._send(200, found)
+                return
         route = _route(url.path)
         if route is None:
             self._send(404, _status(404, "NotFound", f"no route for {url.path}"))
@@ -128,8 +136,10 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self._send(200, self.kube.patch(kind, name, namespace, self._body()))
             elif method == "DELETE":
+                options = self._body()
+                uid = str(((options or {}).get("preconditions") or {}).get("uid") or "")
                 before = self.kube.get(kind, name, namespace)
-                self.kube.delete(kind, name, namespace)
+                self.kube.delete(kind, name, namespace, uid=uid)
                 # Like the API server: the object as it is now (held by finalizers) or as it was.
                 self._send(200, self.kube.find(kind, name, namespace) or before)
         except KubeError as e:

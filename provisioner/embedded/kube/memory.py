@@ -213,7 +213,7 @@ class MemoryKube:
                 raise KubeNotFound(f'{kind.plural} "{name}" not found')
             return self._store_update(kind, key, merge_patch(current, patch))
 
-    def delete(self, kind: Kind, name: str, namespace: str = "") -> None:
+    def delete(self, kind: Kind, name: str, namespace: str = "", uid: str = "") -> None:
         with self._cond:
             self._check_fault("delete", kind)
             key = self._key(kind, name, namespace)
@@ -221,6 +221,12 @@ class MemoryKube:
             current = self._objects.get(key)
             if current is None:
                 raise KubeNotFound(f'{kind.plural} "{name}" not found')
+            if uid and current["metadata"].get("uid") != uid:
+                # The API server answers a failed precondition with 409 Conflict.
+                raise KubeConflict(
+                    f"Precondition failed: UID in precondition: {uid}, UID in object meta: "
+                    f"{current['metadata'].get('uid')}"
+                )
             if current["metadata"].get("finalizers"):
                 if not current["metadata"].get("deletionTimestamp"):
                     current["metadata"]["deletionTimestamp"] = time.strftime(
