@@ -161,8 +161,8 @@ def run(args: argparse.Namespace) -> int:
         log.info(
             "driver %s: plugin %s, controller %s",
             facts.name,
-            sorted(facts.plugin_caps),
-            sorted(facts.controller_caps),
+            sorted(c.value for c in facts.plugin_caps),
+            sorted(c.value for c in facts.controller_caps),
         )
         try:
             kube = KubeClient(

@@ -8,21 +8,14 @@ pieces. A package rather than one module so the import-linter contracts on
 """
 
 from provisioner.controller.attach import DEVICE_NAMES, PUBLISH_CONTEXT_DEVICE_PATH
-from provisioner.controller.common import (
-    ControllerCapability,
-    CreatedVolume,
-    Validation,
-    VolumeStatus,
-)
+from provisioner.controller.common import Validation, VolumeStatus
 from provisioner.controller.core import ControllerCore
 from provisioner.controller.tokens import client_token
 
 __all__ = [
     "DEVICE_NAMES",
     "PUBLISH_CONTEXT_DEVICE_PATH",
-    "ControllerCapability",
     "ControllerCore",
-    "CreatedVolume",
     "Validation",
     "VolumeStatus",
     "client_token",

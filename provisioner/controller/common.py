@@ -6,15 +6,13 @@ Everything here works over ports and model values only; it must not import an ad
 
 from __future__ import annotations
 
-import enum
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TypeVar
 
 from provisioner.config import EBS_DRIVER_NAME, ControllerConfig, DriverConfig
-from provisioner.errors import DeadlineExceeded, InvalidArgument, OperationInProgress
+from provisioner.errors import DeadlineExceeded, InvalidArgument
 from provisioner.model import (
     GIB,
     TAG_CLUSTER_PREFIX,
@@ -24,14 +22,12 @@ from provisioner.model import (
     ZONE_KEY,
     AccessMode,
     AccessType,
-    ContentSource,
     Segment,
     Volume,
     VolumeCapability,
     VolumeState,
 )
 from provisioner.ports.clock import Clock, Deadline
-from provisioner.topology.zones import ZoneChoice
 
 R = TypeVar("R")
 
@@ -44,36 +40,6 @@ MAX_TAGS = 50
 
 # Attachment states that mean "published to that node" (EC2's "busy" is attached and in use).
 PUBLISHED_STATES = frozenset({"attached", "busy"})
-
-
-class ControllerCapability(enum.Enum):
-    """CSI ``ControllerServiceCapability.RPC.Type`` names of what this core really implements."""
-
-    CREATE_DELETE_VOLUME = "CREATE_DELETE_VOLUME"
-    PUBLISH_UNPUBLISH_VOLUME = "PUBLISH_UNPUBLISH_VOLUME"
-    LIST_VOLUMES = "LIST_VOLUMES"
-    LIST_VOLUMES_PUBLISHED_NODES = "LIST_VOLUMES_PUBLISHED_NODES"
-    GET_VOLUME = "GET_VOLUME"
-    VOLUME_CONDITION = "VOLUME_CONDITION"
-    CLONE_VOLUME = "CLONE_VOLUME"
-    CREATE_DELETE_SNAPSHOT = "CREATE_DELETE_SNAPSHOT"
-    LIST_SNAPSHOTS = "LIST_SNAPSHOTS"
-    GET_SNAPSHOT = "GET_SNAPSHOT"
-    EXPAND_VOLUME = "EXPAND_VOLUME"
-    MODIFY_VOLUME = "MODIFY_VOLUME"
-
-
-@dataclass(frozen=True)
-class CreatedVolume:
-    """CreateVolume's answer, in model terms."""
-
-    volume_id: str
-    capacity_bytes: int
-    volume_context: Mapping[str, str] = field(default_factory=dict)
-    accessible_topology: tuple[Segment, ...] = ()
-    content_source: ContentSource | None = None
-    # How the zone was chosen; None when an existing volume was returned.
-    zone_choice: ZoneChoice | None = None
 
 
 @dataclass(frozen=True)
@@ -199,29 +165,6 @@ def is_owned(volume: Volume, driver: DriverConfig) -> bool:
 def volume_label(volume: Volume) -> str:
     name = volume.tags.get(TAG_VOLUME_NAME)
     return f"{volume.volume_id} ({name})" if name else volume.volume_id
-
-
-class InFlight:
-    """Names of operations running now; a second call for the same key is refused, not queued.
-
-    CSI: "Operation pending for volume" → ABORTED; the sidecar retries later and the first call's
-    result is then found by name (aws-ebs-csi-driver's in-flight guard)."""
-
-    def __init__(self) -> None:
-        self._keys: set[str] = set()
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def guard(self, key: str, what: str) -> Iterator[None]:
-        with self._lock:
-            if key in self._keys:
-                raise OperationInProgress(f"{what} is already in progress; retry later")
-            self._keys.add(key)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._keys.discard(key)
 
 
 class Waiter:

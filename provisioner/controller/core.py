@@ -40,9 +40,6 @@ from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags
 from provisioner.controller.attach import Attacher
 from provisioner.controller.common import (
-    ControllerCapability,
-    CreatedVolume,
-    InFlight,
     RecentVolumes,
     Validation,
     VolumeStatus,
@@ -91,11 +88,30 @@ from provisioner.model import (
 )
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
+from provisioner.ports.csi import ControllerCapability, CreatedVolume, InFlight
 from provisioner.topology.zones import ZoneChoice, choose_zone
 
 SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
 _LIST_PAGE = 1000
+
+# What ControllerGetCapabilities advertises: what this core implements, nothing more.
+CAPABILITIES = frozenset(
+    {
+        ControllerCapability.CREATE_DELETE_VOLUME,
+        ControllerCapability.PUBLISH_UNPUBLISH_VOLUME,
+        ControllerCapability.LIST_VOLUMES,
+        ControllerCapability.LIST_VOLUMES_PUBLISHED_NODES,
+        ControllerCapability.GET_VOLUME,
+        ControllerCapability.VOLUME_CONDITION,
+        ControllerCapability.CLONE_VOLUME,
+        ControllerCapability.CREATE_DELETE_SNAPSHOT,
+        ControllerCapability.LIST_SNAPSHOTS,
+        ControllerCapability.GET_SNAPSHOT,
+        ControllerCapability.EXPAND_VOLUME,
+        ControllerCapability.MODIFY_VOLUME,
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +133,7 @@ class ControllerCore:
         driver: DriverConfig,
         config: ControllerConfig,
         logger: logging.Logger | None = None,
+        inflight: InFlight | None = None,
     ) -> None:
         self.cloud = cloud
         self.clock = clock
@@ -124,7 +141,7 @@ class ControllerCore:
         self.config = config
         self.log = logger or logging.getLogger(__name__)
         self.waiter = Waiter(clock, config)
-        self.inflight = InFlight()
+        self.inflight = inflight if inflight is not None else InFlight("controller")
         self.attacher = Attacher(cloud, self.waiter, config, self.inflight, self.log)
         self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log, clock)
         self.modifier = Modifier(cloud, self.waiter, config, self.log, driver.driver_name)
@@ -190,7 +207,7 @@ class ControllerCore:
             initialization_rate=parsed.initialization_rate if plan.snapshot_id or plan.clone_of else None,
         )
         until = self.waiter.deadline(deadline)
-        with self.inflight.guard(f"create:{name}", f"creating volume {name}"):
+        with self.inflight.hold(f"create:{name}", f"creating volume {name}"):
             # A clone is looked up first: its retry would otherwise take a fresh intermediate snapshot
             # before EC2's token could answer with the first clone.
             if self.config.lookup_before_create or plan.clone_of:
@@ -224,7 +241,7 @@ class ControllerCore:
                         outcome = _Outcome(self._wait_available(outcome.volume, until))
             if outcome.name_reused:
                 return self._reuse(outcome.volume, parsed.volume_context, plan, until)
-            return self._created(outcome.volume, parsed.volume_context, choice, plan.source)
+            return self._created(outcome.volume, parsed.volume_context, plan.source)
 
     def _reuse(
         self, existing: Volume, context: Mapping[str, str], plan: SourcePlan, until: Deadline
@@ -233,7 +250,7 @@ class ControllerCore:
         volume = self._wait_available(existing, until)
         if plan.clone_of:
             self.sources.remove_intermediate(volume.name)
-        return self._created(volume, context, None, plan.source)
+        return self._created(volume, context, plan.source)
 
     def _clone(self, request: NameRequest, until: Deadline) -> _Outcome:
         """CopyVolumes if the endpoint has it, else snapshot-then-restore (see :mod:`.sources`)."""
@@ -332,11 +349,7 @@ class ControllerCore:
         return None if volume.state is VolumeState.CREATING else volume
 
     def _created(
-        self,
-        volume: Volume,
-        context: Mapping[str, str],
-        choice: ZoneChoice | None,
-        source: ContentSource | None = None,
+        self, volume: Volume, context: Mapping[str, str], source: ContentSource | None = None
     ) -> CreatedVolume:
         return CreatedVolume(
             volume_id=volume.volume_id,
@@ -345,7 +358,6 @@ class ControllerCore:
             # Read back from EC2, never echoed from the request (aws-ebs-csi-driver #2830).
             accessible_topology=({ZONE_KEY: volume.zone},),
             content_source=source,  # CSI: a volume made from a source echoes it
-            zone_choice=choice,
         )
 
     def delete_volume(self, volume_id: str, deadline: Deadline | None = None) -> None:
@@ -360,7 +372,7 @@ class ControllerCore:
             self.recent.forget(volume_id)  # ValidateVolumeCapabilities must not answer from before
 
     def _delete_volume(self, volume_id: str) -> None:
-        with self.inflight.guard(f"volume:{volume_id}", f"deleting volume {volume_id}"):
+        with self.inflight.hold(f"volume:{volume_id}", f"deleting volume {volume_id}"):
             try:
                 volume = self.cloud.get_volume(volume_id)
             except NotFound:
@@ -487,7 +499,7 @@ class ControllerCore:
 
     def capabilities(self) -> frozenset[ControllerCapability]:
         """What ControllerGetCapabilities advertises: only what this core implements."""
-        return frozenset(ControllerCapability)
+        return CAPABILITIES
 
     # Snapshots (see snapshots.py).
 

@@ -30,7 +30,6 @@ from collections.abc import Iterator, Mapping
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags, snapshot_steps
 from provisioner.controller.common import (
-    InFlight,
     check_tag_count,
     is_owned,
     owner_filter,
@@ -56,6 +55,7 @@ from provisioner.errors import (
 from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState, is_snapshot_id
 from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.cloud import Cloud
+from provisioner.ports.csi import InFlight
 
 # Marks the intermediate snapshot of a snapshot-then-restore clone (see sources.py); never listed.
 TAG_INTERMEDIATE = "zonal.dev/intermediate"
@@ -107,7 +107,7 @@ class Snapshotter:
             raise InvalidArgument("source_volume_id is required")
         cls = parse_snapshot_class(parameters, self.clock.time())
         self._check_zones(cls)
-        with self.inflight.guard(f"snapshot:{name}", f"creating snapshot {name}"):
+        with self.inflight.hold(f"snapshot:{name}", f"creating snapshot {name}"):
             existing = self.cloud.find_snapshot_by_name(name)
             if existing is not None:
                 existing = self._existing(existing, name, source_volume_id)
@@ -166,7 +166,7 @@ class Snapshotter:
         # CSI: an id the plugin cannot parse does not exist → OK.
         if not is_snapshot_id(snapshot_id):
             return
-        with self.inflight.guard(f"snapshot-id:{snapshot_id}", f"deleting snapshot {snapshot_id}"):
+        with self.inflight.hold(f"snapshot-id:{snapshot_id}", f"deleting snapshot {snapshot_id}"):
             try:
                 snapshot = self.cloud.get_snapshot(snapshot_id)
             except NotFound:

@@ -17,14 +17,8 @@ from typing import Protocol
 
 from provisioner.errors import FailedPrecondition
 from provisioner.ports.clock import Clock, SystemClock
-from provisioner.ports.kube import (
-    CTRL_CREATE_DELETE_VOLUME,
-    PLUGIN_CONTROLLER_SERVICE,
-    CsiClient,
-    Kind,
-    KubeApi,
-    Obj,
-)
+from provisioner.ports.csi import ControllerCapability, CsiClient, PluginCapability
+from provisioner.ports.kube import Kind, KubeApi, Obj
 from provisioner.provisioning.clone_protection import CLONE_FINALIZER, has_finalizer
 from provisioner.provisioning.core import Outcome, ProvisionerCore, Step
 from provisioner.provisioning.informer import Informer, Stores
@@ -49,8 +43,8 @@ class LoopObserver(Protocol):
 @dataclass(frozen=True)
 class DriverFacts:
     name: str
-    plugin_caps: frozenset[str]
-    controller_caps: frozenset[str]
+    plugin_caps: frozenset[PluginCapability]
+    controller_caps: frozenset[ControllerCapability]
 
 
 def discover_driver(
@@ -70,13 +64,13 @@ def discover_driver(
         stop.wait(probe_interval)
     info = csi.plugin_info()
     plugin = csi.plugin_capabilities()
-    if PLUGIN_CONTROLLER_SERVICE not in plugin:
+    if PluginCapability.CONTROLLER_SERVICE not in plugin:
         raise FailedPrecondition(
             f"CSI driver {info.name} does not support dynamic provisioning: "
             "plugin CONTROLLER_SERVICE capability is not reported"
         )
     controller = csi.controller_capabilities()
-    if CTRL_CREATE_DELETE_VOLUME not in controller:
+    if ControllerCapability.CREATE_DELETE_VOLUME not in controller:
         raise FailedPrecondition(
             f"CSI driver {info.name} does not support dynamic provisioning: "
             "controller CREATE_DELETE_VOLUME capability is not reported"

@@ -61,7 +61,8 @@ from provisioner.mount.linux import LinuxMounter
 from provisioner.node import NodeConfig, NodeCore
 from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest, CsiClient, Kind, Obj
+from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest, CsiClient
+from provisioner.ports.kube import Kind, Obj
 from provisioner.provisioning import ProvisionerConfig
 from provisioner.provisioning.loop import ProvisionerLoop, discover_driver
 

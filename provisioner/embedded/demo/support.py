@@ -15,7 +15,7 @@ from provisioner.cli import CliError
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.client import GrpcCsiClient
 from provisioner.mount.linux import LinuxMounter
-from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest
+from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest
 
 
 class RecordingCsi:
