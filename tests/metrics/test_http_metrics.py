@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from provisioner.csi.controller_service import ControllerService
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.server import Services, start_server
 from provisioner.metrics import Metrics
+from provisioner.ports.csi import InFlight
 from tests.fakes.clock import FakeClock
 from tests.fakes.cloud import FakeCloud
 
@@ -64,6 +66,42 @@ def test_rpc_series_are_scraped_after_real_calls(tmp_path: Path) -> None:
     finally:
         http.stop()
         server.stop(0)
+
+
+def test_inflight_operations_are_scraped_while_a_call_runs(tmp_path: Path) -> None:
+    """zonal_inflight_operations follows the controller's in-flight guard: 1 while CreateVolume waits in
+    EC2, 0 once it answered (set through the metrics module, scraped over HTTP)."""
+    metrics = Metrics()
+    cloud = FakeCloud()
+    core = ControllerCore(
+        cloud, FakeClock(), DriverConfig(), ControllerConfig(), inflight=InFlight("controller", metrics)
+    )
+    identity = IdentityService("zonal.csi.dev", "1", controller=True, probe=core.probe)
+    server = start_server(
+        ServerConfig(endpoint=f"unix://{tmp_path}/csi.sock"),
+        Services(identity=identity, controller=ControllerService(core)),
+        observer=metrics,
+    )
+    http = HttpEndpoint("127.0.0.1:0", metrics, core.probe).start()
+    held = cloud.hold("create_volume")
+    pool = ThreadPoolExecutor(1)
+    try:
+        with grpc.insecure_channel(server.address) as ch:
+            ctl = csi_pb2_grpc.ControllerStub(ch)
+            request = csi_pb2.CreateVolumeRequest(name="pvc-1", volume_capabilities=[CAP])
+            call = pool.submit(ctl.CreateVolume, request, timeout=10)
+            assert held.entered.wait(10)
+            during = _get(f"http://127.0.0.1:{http.port}/metrics")[1]
+            held.release.set()
+            assert call.result(timeout=10).volume.volume_id
+        after = _get(f"http://127.0.0.1:{http.port}/metrics")[1]
+    finally:
+        held.release.set()
+        pool.shutdown(wait=True)
+        http.stop()
+        server.stop(0)
+    assert 'zonal_inflight_operations{kind="controller"} 1.0' in during
+    assert 'zonal_inflight_operations{kind="controller"} 0.0' in after
 
 
 def test_healthz_reports_the_probe_failure() -> None:
