@@ -17,13 +17,10 @@ import threading
 from collections.abc import Mapping
 
 from provisioner.config import ControllerConfig
-from provisioner.controller.common import (
-    PUBLISHED_STATES,
-    Waiter,
-    check_capability,
-    wants_multi_attach,
-)
+from provisioner.controller.answers import PUBLISHED_STATES
+from provisioner.controller.checks import check_capability, wants_multi_attach
 from provisioner.controller.initialization import await_initialized
+from provisioner.controller.waiter import Waiter
 from provisioner.errors import (
     DeadlineExceeded,
     FailedPrecondition,

@@ -38,27 +38,22 @@ from collections.abc import Mapping, Sequence
 from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags
+from provisioner.controller.answers import RecentVolumes, Validation, VolumeStatus, volume_status
 from provisioner.controller.attach import Attacher
-from provisioner.controller.common import (
-    RecentVolumes,
-    Validation,
-    VolumeStatus,
-    Waiter,
-    check_capability,
-    check_tag_count,
+from provisioner.controller.checks import check_capability, check_tag_count, wants_multi_attach
+from provisioner.controller.existing import NameRequest, check_existing, check_zone
+from provisioner.controller.modify import Expanded, Modifier
+from provisioner.controller.ownership import (
+    check_deletable,
     is_owned,
     owner_filter,
     ownership_tags,
     volume_label,
-    volume_status,
-    wants_multi_attach,
-    why_not_owned,
 )
-from provisioner.controller.existing import NameRequest, check_existing, check_zone
-from provisioner.controller.modify import Expanded, Modifier
 from provisioner.controller.snapshots import Snapshotter
 from provisioner.controller.sources import SourcePlan, Sources, size_for
 from provisioner.controller.tokens import ClientTokens
+from provisioner.controller.waiter import Waiter
 from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -377,12 +372,8 @@ class ControllerCore:
                 volume = self.cloud.get_volume(volume_id)
             except NotFound:
                 return  # CSI: deleting a volume that does not exist → OK
-            if not is_owned(volume, self.driver) and not self.config.allow_foreign_volume_delete:
-                reason = why_not_owned(volume.tags, self.driver, TAG_VOLUME_NAME)
-                raise FailedPrecondition(
-                    f"volume {volume_id} was not created by {self.driver.driver_name}: {reason}; "
-                    "refusing to delete it (see --allow-foreign-volume-delete)"
-                )
+            deletable = self.config.allow_foreign_volume_delete
+            check_deletable(f"volume {volume_id}", volume.tags, TAG_VOLUME_NAME, self.driver, deletable)
             attached = [a.instance_id for a in volume.attachments if a.state != "detached"]
             if attached:
                 # CSI: volume in use → FAILED_PRECONDITION.

@@ -29,14 +29,8 @@ from collections.abc import Iterator, Mapping
 
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags, snapshot_steps
-from provisioner.controller.common import (
-    check_tag_count,
-    is_owned,
-    owner_filter,
-    ownership_tags,
-    owns,
-    why_not_owned,
-)
+from provisioner.controller.checks import check_tag_count
+from provisioner.controller.ownership import check_deletable, is_owned, owner_filter, ownership_tags, owns
 from provisioner.controller.snapclass import (
     TAG_SNAPSHOT_CONTENT_NAME as TAG_SNAPSHOT_CONTENT_NAME,  # re-exported: the tags a snapshot gets
 )
@@ -171,12 +165,10 @@ class Snapshotter:
                 snapshot = self.cloud.get_snapshot(snapshot_id)
             except NotFound:
                 return  # CSI: deleting a snapshot that does not exist → OK
-            if not is_owned_snapshot(snapshot, self.driver) and not self.config.allow_foreign_volume_delete:
-                reason = why_not_owned(snapshot.tags, self.driver, TAG_SNAPSHOT_NAME)
-                raise FailedPrecondition(
-                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name}: {reason}; "
-                    "refusing to delete it (see --allow-foreign-volume-delete)"
-                )
+            deletable = self.config.allow_foreign_volume_delete
+            check_deletable(
+                f"snapshot {snapshot_id}", snapshot.tags, TAG_SNAPSHOT_NAME, self.driver, deletable
+            )
             self._check_not_restoring(snapshot_id)
             try:
                 # EC2's InvalidSnapshot.InUse (e.g. an AMI uses it) → FAILED_PRECONDITION via the port.
