@@ -17,9 +17,9 @@ import threading
 from collections.abc import Mapping
 
 from provisioner.config import ControllerConfig
-from provisioner.controller.answers import PUBLISHED_STATES
 from provisioner.controller.checks import check_capability, wants_multi_attach
 from provisioner.controller.initialization import await_initialized
+from provisioner.controller.queries import PUBLISHED_STATES
 from provisioner.controller.waiter import Waiter
 from provisioner.errors import (
     DeadlineExceeded,

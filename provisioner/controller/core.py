@@ -22,9 +22,7 @@ choices:
 * Restore and clone (see :mod:`.sources`): the volume is at least its source's size (grown to it when
   the request is smaller, OUT_OF_RANGE only when ``limit_bytes`` forbids that); a clone is made in its
   source's zone. Snapshots are in :mod:`.snapshots`, expansion and modification in :mod:`.modify`.
-* ListVolumes pages itself: it lists this driver's volumes sorted by id and its token is the id of the
-  next entry, so any ``max_entries`` works (EC2's own MaxResults must be ≥ 5) and a token survives the
-  deletion of the volume it names.
+* ListVolumes, ControllerGetVolume and ValidateVolumeCapabilities are in :mod:`.queries`.
 """
 
 from __future__ import annotations
@@ -38,18 +36,16 @@ from collections.abc import Mapping, Sequence
 from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags
-from provisioner.controller.answers import RecentVolumes, Validation, VolumeStatus, volume_status
 from provisioner.controller.attach import Attacher
 from provisioner.controller.checks import check_capability, check_tag_count, wants_multi_attach
 from provisioner.controller.existing import NameRequest, check_existing, check_zone
 from provisioner.controller.modify import Expanded, Modifier
 from provisioner.controller.ownership import (
     check_deletable,
-    is_owned,
-    owner_filter,
     ownership_tags,
     volume_label,
 )
+from provisioner.controller.queries import Queries, RecentVolumes, Validation, VolumeStatus
 from provisioner.controller.snapshots import Snapshotter
 from provisioner.controller.sources import SourcePlan, Sources, size_for
 from provisioner.controller.tokens import ClientTokens
@@ -59,7 +55,6 @@ from provisioner.errors import (
     FailedPrecondition,
     Internal,
     InvalidArgument,
-    InvalidStartingToken,
     NotFound,
     OperationInProgress,
     Unimplemented,
@@ -88,7 +83,6 @@ from provisioner.topology.zones import ZoneChoice, choose_zone
 
 SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
-_LIST_PAGE = 1000
 
 # What ControllerGetCapabilities advertises: what this core implements, nothing more.
 CAPABILITIES = frozenset(
@@ -143,6 +137,7 @@ class ControllerCore:
         self.sources = Sources(cloud, self.waiter, driver, self.log)
         self.tokens = ClientTokens(clock, config.token_mismatch_grace)
         self.recent = RecentVolumes(clock, config.validate_cache_seconds)
+        self.queries = Queries(cloud, driver, self.recent)
         self._lock = threading.Lock()
         self._probe_ok_at: float | None = None
 
@@ -402,7 +397,7 @@ class ControllerCore:
     def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:
         self.attacher.unpublish(volume_id, node_id, deadline)
 
-    # Queries.
+    # Queries (see queries.py).
 
     def validate_capabilities(
         self,
@@ -411,66 +406,13 @@ class ControllerCore:
         volume_context: Mapping[str, str] | None = None,
         parameters: Mapping[str, str] | None = None,
     ) -> Validation:
-        if not volume_id:
-            raise InvalidArgument("volume_id is required")
-        if not capabilities:
-            raise InvalidArgument("volume_capabilities is required")
-        # CSI: volume does not exist → NOT_FOUND (a read up to validate_cache_seconds old).
-        volume = self.recent.get(volume_id, self.cloud.get_volume)
-        for capability in capabilities:
-            try:
-                check_capability(capability)
-            except InvalidArgument as e:
-                return Validation(False, e.message)
-            if wants_multi_attach(capability) and not volume.multi_attach:
-                return Validation(False, f"volume {volume_id} is not multi-attach")
-        if parameters:
-            try:
-                parsed = P.parse_parameters(parameters)
-            except InvalidArgument as e:
-                return Validation(False, e.message)
-            if parsed.volume_type != volume.volume_type:
-                return Validation(
-                    False, f"volume {volume_id} is {volume.volume_type}, not {parsed.volume_type}"
-                )
-        return Validation(True)
+        return self.queries.validate(volume_id, capabilities, parameters)
 
     def get_volume(self, volume_id: str) -> VolumeStatus:
-        if not volume_id:
-            raise InvalidArgument("volume_id is required")
-        return volume_status(self.cloud.get_volume(volume_id))  # CSI: does not exist → NOT_FOUND
+        return self.queries.get(volume_id)
 
     def list_volumes(self, max_entries: int = 0, starting_token: str = "") -> Page[VolumeStatus]:
-        if max_entries < 0:
-            raise InvalidArgument("max_entries must not be negative")
-        # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not is_volume_id(starting_token):
-            raise InvalidStartingToken(
-                f"starting_token {shown(starting_token)} was not issued by this plugin"
-            )
-        volumes: list[Volume] = []
-        token = ""
-        while True:
-            page = self.cloud.list_volumes(owner_filter(self.driver), _LIST_PAGE, token)
-            volumes.extend(page.items)
-            token = page.next_token
-            if not token:
-                break
-        ordered = sorted(
-            (
-                v
-                for v in volumes
-                if v.state not in (VolumeState.DELETING, VolumeState.DELETED) and is_owned(v, self.driver)
-            ),
-            key=lambda v: v.volume_id,
-        )
-        if starting_token:
-            ordered = [v for v in ordered if v.volume_id >= starting_token]
-        if max_entries and len(ordered) > max_entries:
-            return Page(
-                tuple(volume_status(v) for v in ordered[:max_entries]), ordered[max_entries].volume_id
-            )
-        return Page(tuple(volume_status(v) for v in ordered))
+        return self.queries.list(max_entries, starting_token)
 
     def probe(self) -> None:
         """Raises FailedPrecondition when the cloud cannot be used; success is cached for a while."""
