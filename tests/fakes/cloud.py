@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from provisioner import errors
+from provisioner.embedded.idempotency import SeenTokens, TokenMismatch
 from provisioner.model import (
     TAG_SNAPSHOT_NAME,
     TAG_VOLUME_NAME,
@@ -116,7 +117,8 @@ class FakeCloud(FakeCloudExtras):
         self.deleted: list[str] = []
         self.calls: collections.Counter[str] = collections.Counter()
         self.created_with: list[tuple[VolumeSpec, str, str]] = []  # (spec, zone, token) per create call
-        self._tokens: dict[str, tuple[VolumeSpec, str, str]] = {}  # token → (spec, zone, volume id)
+        # EC2's ClientToken rule, shared with the simulator: (zone, volume id) by token and spec.
+        self._tokens: SeenTokens[VolumeSpec, tuple[str, str]] = SeenTokens()
         self._errors: dict[str, collections.deque[Exception]] = collections.defaultdict(collections.deque)
         self._holds: dict[str, Hold] = {}
         self._ids = itertools.count(0x10000000)
@@ -190,13 +192,14 @@ class FakeCloud(FakeCloudExtras):
                     raise errors.InvalidArgument(
                         f"InvalidParameterValue: size {spec.size_gib} is below snapshot size {snap.size_gib}"
                     )
-            known = self._tokens.get(client_token)
+            try:
+                known = self._tokens.replay(client_token, spec)  # EC2 leaves the zone out of the comparison
+            except TokenMismatch as e:
+                raise errors.AlreadyExists(f"IdempotentParameterMismatch: {e}") from e
             if known is not None:
-                if known[0] != spec:  # EC2 leaves the zone out of the comparison
-                    raise errors.AlreadyExists("IdempotentParameterMismatch: client token reused")
-                entry = self.volumes.get(known[2])
+                entry = self.volumes.get(known[1])
                 if entry is None:  # deleted meanwhile: EC2 still answers with the old volume
-                    return dataclasses.replace(self._deleted_stub(known), state=VolumeState.DELETED)
+                    return self._deleted_stub(spec, *known)
                 return entry.volume
             volume = Volume(
                 volume_id=self.new_volume_id(),
@@ -217,11 +220,10 @@ class FakeCloud(FakeCloudExtras):
                 tags=dict(spec.tags),
             )
             self.volumes[volume.volume_id] = _Vol(volume, outcome=self.create_outcome)
-            self._tokens[client_token] = (spec, zone, volume.volume_id)
+            self._tokens.record(client_token, spec, (zone, volume.volume_id))
             return volume
 
-    def _deleted_stub(self, known: tuple[VolumeSpec, str, str]) -> Volume:
-        spec, zone, volume_id = known
+    def _deleted_stub(self, spec: VolumeSpec, zone: str, volume_id: str) -> Volume:
         return Volume(
             volume_id, spec.size_gib, zone, VolumeState.DELETED, spec.volume_type, tags=dict(spec.tags)
         )

@@ -27,6 +27,7 @@ from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachme
 
 from provisioner.embedded.ec2.config import Delays
 from provisioner.embedded.ec2.faults import Chance
+from provisioner.embedded.idempotency import SeenTokens, TokenMismatch
 from provisioner.ports.clock import Clock
 
 # --- events for the embedded cloud's hooks (run by the app after a successful answer) ---------------
@@ -286,12 +287,6 @@ def backend_for(account_id: str, region: str) -> Any:
 # --- the graft ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Token:
-    signature: tuple[tuple[str, str], ...]
-    volume: Volume
-
-
 def _error(code: str, message: str) -> EC2ClientError:
     return EC2ClientError(code, message)
 
@@ -306,7 +301,7 @@ class Graft:
     def __init__(self, backend: Any, life: Lifecycle) -> None:
         self.backend = backend
         self.life = life
-        self.tokens: dict[str, _Token] = {}
+        self.tokens: SeenTokens[tuple[tuple[str, str], ...], Volume] = SeenTokens()
         self._create_volume = backend.create_volume
         self._attach_volume = backend.attach_volume
         self._detach_volume = backend.detach_volume
@@ -338,17 +333,13 @@ class Graft:
         if ctx is None:  # a root volume of RunInstances: ready at once
             volume: Volume = self._create_volume(*args, **kwargs)
             return _adopt_volume(volume, self.life, self.life.now(), False)
-        if ctx.client_token is not None:
-            seen = self.tokens.get(ctx.client_token)
+        try:
             # EC2 idempotency: same token and parameters (zone aside) → the original volume.
-            if seen is not None:
-                if seen.signature != ctx.signature:
-                    raise _error(
-                        "IdempotentParameterMismatch",
-                        "Parameters on this idempotent request are inconsistent with parameters used in "
-                        "previous request(s).",
-                    )
-                return seen.volume
+            seen = self.tokens.replay(ctx.client_token, ctx.signature)
+        except TokenMismatch as e:
+            raise _error("IdempotentParameterMismatch", str(e)) from e
+        if seen is not None:
+            return seen
         zone = _arg(args, kwargs, 1, "zone_name")
         if not zone:
             raise MissingParameterError("AvailabilityZone")
@@ -367,8 +358,7 @@ class Graft:
         volume = self._create_volume(*args, **kwargs)
         delay = self.life.delays.volume_create
         sim = _adopt_volume(volume, self.life, self.life.now() + delay, self.life.chance.volume_fails())
-        if ctx.client_token is not None:
-            self.tokens[ctx.client_token] = _Token(ctx.signature, sim)
+        self.tokens.record(ctx.client_token, ctx.signature, sim)
         if snapshot_id:  # only a fresh volume: a ClientToken replay returned above
             ctx.events.append(VolumeRestored(sim.id, str(snapshot_id), int(sim.size)))
         return sim
