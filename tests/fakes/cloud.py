@@ -217,7 +217,7 @@ class FakeCloud(FakeCloudExtras):
                 else "",
                 multi_attach=spec.multi_attach,
                 snapshot_id=spec.snapshot_id,
-                tags=dict(spec.tags),
+                tags={**spec.tags, TAG_VOLUME_NAME: spec.name},  # as the EC2 adapter writes them
             )
             self.volumes[volume.volume_id] = _Vol(volume, outcome=self.create_outcome)
             self._tokens.record(client_token, spec, (zone, volume.volume_id))

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.ec2.exceptions import EC2ClientError, InvalidVolumeAttachmentError, MissingParameterError
@@ -123,6 +124,11 @@ class Lifecycle:
 
     def now(self) -> float:
         return self.clock.monotonic()
+
+    def stamp(self) -> datetime:
+        """Now on the clock's epoch scale, as moto keeps its times (naive UTC): CreateTime and StartTime
+        follow the injected clock too, so "oldest first" orders what a fake clock created apart."""
+        return datetime.fromtimestamp(self.clock.time(), UTC).replace(tzinfo=None)
 
 
 # --- moto objects whose state follows the clock ------------------------------------------------------
@@ -246,6 +252,7 @@ def _adopt_volume(volume: Volume, life: Lifecycle, ready_at: float, fails: bool)
     sim._zonal_fails = fails
     sim._zonal_deleted = False
     sim._zonal_attachment = attachment
+    sim.create_time = life.stamp()
     return sim
 
 
@@ -487,6 +494,7 @@ class Graft:
         sim._zonal_life = self.life
         sim._zonal_started_at = self.life.now()
         sim._zonal_ready_at = sim._zonal_started_at + self.life.delays.snapshot
+        sim.start_time = self.life.stamp()
         return sim
 
     def delete_snapshot(self, *args: Any, **kwargs: Any) -> Snapshot:
