@@ -1,9 +1,7 @@
 """The controller's read RPCs: ValidateVolumeCapabilities, ControllerGetVolume and ListVolumes, what
 they answer (:class:`VolumeStatus`, :class:`Validation`) and the short-lived read cache validation uses.
 
-Over the Cloud port only; it changes nothing in EC2. ListVolumes pages itself: it lists this driver's
-volumes sorted by id and its token is the id of the next entry, so any ``max_entries`` works (EC2's own
-MaxResults must be ≥ 5) and a token survives the deletion of the volume it names.
+Over the Cloud port only; it changes nothing in EC2. ListVolumes pages as :mod:`.paging` says.
 """
 
 from __future__ import annotations
@@ -16,7 +14,8 @@ from provisioner import params as P
 from provisioner.config import DriverConfig
 from provisioner.controller.checks import check_capability, wants_multi_attach
 from provisioner.controller.ownership import is_owned, owner_filter
-from provisioner.errors import InvalidArgument, InvalidStartingToken, shown
+from provisioner.controller.paging import EC2_PAGE, check_list_request, page_by_id, read_all
+from provisioner.errors import InvalidArgument
 from provisioner.model import (
     GIB,
     ZONE_KEY,
@@ -29,8 +28,6 @@ from provisioner.model import (
 )
 from provisioner.ports.clock import Clock
 from provisioner.ports.cloud import Cloud
-
-_LIST_PAGE = 1000
 
 # Attachment states that mean "published to that node" (EC2's "busy" is attached and in use).
 PUBLISHED_STATES = frozenset({"attached", "busy"})
@@ -150,33 +147,12 @@ class Queries:
         return volume_status(self.cloud.get_volume(volume_id))  # CSI: does not exist → NOT_FOUND
 
     def list(self, max_entries: int = 0, starting_token: str = "") -> Page[VolumeStatus]:
-        if max_entries < 0:
-            raise InvalidArgument("max_entries must not be negative")
-        # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not is_volume_id(starting_token):
-            raise InvalidStartingToken(
-                f"starting_token {shown(starting_token)} was not issued by this plugin"
-            )
-        volumes: list[Volume] = []
-        token = ""
-        while True:
-            page = self.cloud.list_volumes(owner_filter(self.driver), _LIST_PAGE, token)
-            volumes.extend(page.items)
-            token = page.next_token
-            if not token:
-                break
-        ordered = sorted(
-            (
-                v
-                for v in volumes
-                if v.state not in (VolumeState.DELETING, VolumeState.DELETED) and is_owned(v, self.driver)
-            ),
-            key=lambda v: v.volume_id,
+        check_list_request(max_entries, starting_token, is_volume_id)
+        volumes = read_all(lambda token: self.cloud.list_volumes(owner_filter(self.driver), EC2_PAGE, token))
+        live = (
+            v
+            for v in volumes
+            if v.state not in (VolumeState.DELETING, VolumeState.DELETED) and is_owned(v, self.driver)
         )
-        if starting_token:
-            ordered = [v for v in ordered if v.volume_id >= starting_token]
-        if max_entries and len(ordered) > max_entries:
-            return Page(
-                tuple(volume_status(v) for v in ordered[:max_entries]), ordered[max_entries].volume_id
-            )
-        return Page(tuple(volume_status(v) for v in ordered))
+        page = page_by_id(live, lambda v: v.volume_id, max_entries, starting_token)
+        return Page(tuple(volume_status(v) for v in page.items), page.next_token)

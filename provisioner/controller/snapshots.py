@@ -31,6 +31,7 @@ from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags, snapshot_steps
 from provisioner.controller.checks import check_tag_count
 from provisioner.controller.ownership import check_deletable, is_owned, owner_filter, ownership_tags, owns
+from provisioner.controller.paging import EC2_PAGE, check_list_request, page_by_id, read_all
 from provisioner.controller.snapclass import (
     TAG_SNAPSHOT_CONTENT_NAME as TAG_SNAPSHOT_CONTENT_NAME,  # re-exported: the tags a snapshot gets
 )
@@ -41,7 +42,6 @@ from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
-    InvalidStartingToken,
     NotFound,
     Unavailable,
     shown,
@@ -53,8 +53,6 @@ from provisioner.ports.csi import InFlight
 
 # Marks the intermediate snapshot of a snapshot-then-restore clone (see sources.py); never listed.
 TAG_INTERMEDIATE = "zonal.dev/intermediate"
-
-_LIST_PAGE = 1000
 
 
 def is_owned_snapshot(snapshot: Snapshot, driver: DriverConfig) -> bool:
@@ -189,20 +187,12 @@ class Snapshotter:
             )
 
     def _creating_from(self, snapshot_id: str) -> list[str]:
-        found: list[str] = []
-        token = ""
-        while True:
-            page = self.cloud.list_volumes(owner_filter(self.driver), _LIST_PAGE, token)
-            found.extend(
-                v.volume_id
-                for v in page.items
-                if v.snapshot_id == snapshot_id
-                and v.state is VolumeState.CREATING
-                and is_owned(v, self.driver)
-            )
-            token = page.next_token
-            if not token:
-                return found
+        volumes = read_all(lambda token: self.cloud.list_volumes(owner_filter(self.driver), EC2_PAGE, token))
+        return [
+            v.volume_id
+            for v in volumes
+            if v.snapshot_id == snapshot_id and v.state is VolumeState.CREATING and is_owned(v, self.driver)
+        ]
 
     def get(self, snapshot_id: str) -> Snapshot:
         if not snapshot_id:
@@ -218,13 +208,7 @@ class Snapshotter:
         max_entries: int = 0,
         starting_token: str = "",
     ) -> Page[Snapshot]:
-        if max_entries < 0:
-            raise InvalidArgument("max_entries must not be negative")
-        # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not is_snapshot_id(starting_token):
-            raise InvalidStartingToken(
-                f"starting_token {shown(starting_token)} was not issued by this plugin"
-            )
+        check_list_request(max_entries, starting_token, is_snapshot_id)
         if snapshot_id:
             # CSI: an unknown snapshot id is not an error, just an empty list.
             try:
@@ -236,23 +220,15 @@ class Snapshotter:
             if starting_token and snapshot.snapshot_id < starting_token:
                 return Page(())
             return Page((snapshot,))
-        snapshots: list[Snapshot] = []
-        token = ""
-        while True:
-            page = self.cloud.list_snapshots(owner_filter(self.driver), source_volume_id, _LIST_PAGE, token)
-            snapshots.extend(page.items)
-            token = page.next_token
-            if not token:
-                break
+        snapshots = read_all(
+            lambda token: self.cloud.list_snapshots(
+                owner_filter(self.driver), source_volume_id, EC2_PAGE, token
+            )
+        )
         # A clone's intermediate snapshot is an implementation detail: never listed.
         visible = {
             s.snapshot_id: s
             for s in snapshots
             if s.tags.get(TAG_INTERMEDIATE) != "true" and is_owned_snapshot(s, self.driver)
         }
-        ordered = sorted(visible.values(), key=lambda s: s.snapshot_id)
-        if starting_token:
-            ordered = [s for s in ordered if s.snapshot_id >= starting_token]
-        if max_entries and len(ordered) > max_entries:
-            return Page(tuple(ordered[:max_entries]), ordered[max_entries].snapshot_id)
-        return Page(tuple(ordered))
+        return page_by_id(visible.values(), lambda s: s.snapshot_id, max_entries, starting_token)
