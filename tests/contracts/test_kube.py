@@ -17,9 +17,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.embedded.kube.fakeapi import FakeApiServer
 from provisioner.embedded.kube.memory import MemoryKube, claim, node
-from provisioner.kube.client import KubeClient, k8s
 from provisioner.ports.kube import (
     Kind,
     KubeAlreadyExists,
@@ -29,6 +27,7 @@ from provisioner.ports.kube import (
     ResourceGone,
     WatchEvent,
 )
+from tests.fakes.kube_http import official_client
 
 DRIVER = "zonal.csi.dev"
 FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
@@ -46,15 +45,8 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     if request.param == "memory":
         yield Cluster(backend, backend)
         return
-    server = FakeApiServer(backend).start()
-    cfg: Any = k8s.Configuration()
-    cfg.host = server.url
-    client = KubeClient(cfg, qps=0)
-    try:
+    with official_client(backend) as client:
         yield Cluster(client, backend)
-    finally:
-        client.close()
-        server.stop()
 
 
 def pv(name: str, finalizers: tuple[str, ...] = ()) -> dict[str, Any]:
