@@ -17,7 +17,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +35,9 @@ from provisioner.model import (
     VolumeSpec,
     VolumeState,
     Zone,
+    is_instance_id,
+    is_snapshot_id,
+    is_volume_id,
 )
 from provisioner.ports.clock import Clock
 from provisioner.ports.cloud import VolumeModification
@@ -47,9 +49,6 @@ DEFAULT_ZONES = (
     Zone("us-east-1c", "use1-az4"),
 )
 T = TypeVar("T")
-_VOLUME_ID = re.compile(r"^vol-[0-9a-f]{8,17}$")
-_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
-_SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,17}$")
 
 
 @dataclass
@@ -236,7 +235,7 @@ class FakeCloud(FakeCloudExtras):
             return entry.volume
 
     def _volume(self, volume_id: str) -> _Vol:
-        entry = self.volumes.get(volume_id) if _VOLUME_ID.match(volume_id) else None
+        entry = self.volumes.get(volume_id) if is_volume_id(volume_id) else None
         if entry is None:
             raise errors.NotFound(f"volume {volume_id} not found")
         return entry
@@ -317,7 +316,7 @@ class FakeCloud(FakeCloudExtras):
             return self._instance(instance_id).instance
 
     def _instance(self, instance_id: str) -> _Inst:
-        inst = self.instances.get(instance_id) if _INSTANCE_ID.match(instance_id) else None
+        inst = self.instances.get(instance_id) if is_instance_id(instance_id) else None
         if inst is None:
             raise errors.NotFound(f"instance {instance_id} not found")
         return inst
@@ -416,7 +415,7 @@ class FakeCloud(FakeCloudExtras):
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
         self._enter("get_snapshot")
         with self._lock:
-            snap = self.snapshots.get(snapshot_id) if _SNAPSHOT_ID.match(snapshot_id) else None
+            snap = self.snapshots.get(snapshot_id) if is_snapshot_id(snapshot_id) else None
             if snap is None:
                 raise errors.NotFound(f"snapshot {snapshot_id} not found")
             return self._read_snapshot(snap)
