@@ -1,5 +1,5 @@
 """What moto lacks inside one EC2 backend: lifecycles on a clock, ClientToken idempotency, zone and
-device checks, and the events the embedded cloud's block backer needs.
+device checks, and the events (:mod:`.events`) the embedded cloud's block backer needs.
 
 moto answers every volume ``available`` and every attachment ``attached`` at once, accepts unknown
 zones and attaches across zones. :class:`Graft` wraps the methods of ONE backend object (instance
@@ -27,57 +27,19 @@ from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachment, VolumeModification
 
 from provisioner.embedded.ec2.config import Delays
+from provisioner.embedded.ec2.events import (
+    Attached,
+    Deleted,
+    Detached,
+    HookEvent,
+    Resized,
+    SnapshotCreated,
+    SnapshotDeleted,
+    VolumeRestored,
+)
 from provisioner.embedded.ec2.faults import Chance
 from provisioner.embedded.idempotency import SeenTokens, TokenMismatch
 from provisioner.ports.clock import Clock
-
-# --- events for the embedded cloud's hooks (run by the app after a successful answer) ---------------
-
-
-@dataclass(frozen=True)
-class Attached:
-    volume_id: str
-    instance_id: str
-    device: str
-    size_gib: int
-
-
-@dataclass(frozen=True)
-class Detached:
-    volume_id: str
-    instance_id: str
-
-
-@dataclass(frozen=True)
-class Deleted:
-    volume_id: str
-
-
-@dataclass(frozen=True)
-class Resized:
-    volume_id: str
-    size_gib: int
-
-
-@dataclass(frozen=True)
-class SnapshotCreated:
-    snapshot_id: str
-    volume_id: str
-
-
-@dataclass(frozen=True)
-class VolumeRestored:
-    volume_id: str
-    snapshot_id: str
-    size_gib: int
-
-
-@dataclass(frozen=True)
-class SnapshotDeleted:
-    snapshot_id: str
-
-
-HookEvent = Attached | Detached | Deleted | Resized | SnapshotCreated | VolumeRestored | SnapshotDeleted
 
 
 @dataclass
