@@ -10,7 +10,7 @@ of those has one definition here:
   :class:`ControllerCapability`, :class:`NodeCapability`); the proto conversion lives in
   :mod:`provisioner.csi.convert`;
 * :class:`InFlight`, the per-volume in-flight guard of the controller and the node, which reports how
-  many operations it holds to an :class:`InFlightObserver` (the metrics module implements it);
+  many operations it holds to an :class:`~provisioner.ports.observers.InFlightObserver`;
 * :class:`CsiClient`, what the provisioner loop asks of a CSI driver (the gRPC adapter is
   :class:`provisioner.csi.client.GrpcCsiClient`).
 
@@ -35,6 +35,7 @@ from typing import Protocol
 
 from provisioner.errors import OperationInProgress, ZonalError
 from provisioner.model import CapacityRange, ContentSource, Segment, TopologyRequirement, VolumeCapability
+from provisioner.ports.observers import InFlightObserver
 
 # --- CreateVolume -----------------------------------------------------------------------------------
 
@@ -114,12 +115,6 @@ class NodeCapability(enum.Enum):
 
 
 # --- the in-flight guard ---------------------------------------------------------------------------------
-
-
-class InFlightObserver(Protocol):
-    """Told how many operations a guard holds each time the number changes (the metrics implement it)."""
-
-    def inflight_changed(self, kind: str, count: int) -> None: ...
 
 
 class InFlight:

@@ -11,14 +11,13 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from provisioner.errors import FailedPrecondition
 from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.csi import ControllerCapability, CsiClient, PluginCapability
 from provisioner.ports.kube import Kind, KubeApi, Obj
+from provisioner.ports.observers import LoopObserver
 from provisioner.provisioning.clone_protection import CLONE_FINALIZER, has_finalizer
 from provisioner.provisioning.core import Outcome, ProvisionerCore, Step
 from provisioner.provisioning.informer import Informer, Stores
@@ -30,14 +29,6 @@ from provisioner.provisioning.workqueue import Backoff, WorkQueue, start_workers
 log = logging.getLogger(__name__)
 
 WATCHED = (Kind.CLAIM, Kind.PV, Kind.STORAGE_CLASS, Kind.NODE, Kind.CSINODE, Kind.VOLUME_ATTACHMENT)
-
-
-class LoopObserver(Protocol):
-    """What the loop reports; :class:`provisioner.metrics.Metrics` records it for Prometheus."""
-
-    def watch_queue_depth(self, queue: str, depth: Callable[[], int]) -> None: ...
-
-    def observe_claim(self, result: str, seconds: float) -> None: ...
 
 
 @dataclass(frozen=True)
