@@ -41,6 +41,13 @@ def _no_real_aws(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture(autouse=True)
+def _own_runtime_dir(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Each test's embedded processes record their kernel state in a folder of its own, so no test
+    reclaims (or reports) what another test's process left."""
+    monkeypatch.setenv("ZONAL_RUNTIME_DIR", str(tmp_path_factory.mktemp("zonal-run")))
+
+
+@pytest.fixture(autouse=True)
 def _logging_as_found() -> Iterator[None]:
     """Undo what a test's in-process ``zonal`` run did to logging (``provisioner.cli.main`` points the root
     logger at the stderr pytest captured for that test and sets levels), so later tests do not log into

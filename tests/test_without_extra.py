@@ -132,6 +132,12 @@ def test_controller_and_node_serve_the_real_cloud_without_the_extra(tmp_path: Pa
     args += ["--node-id", "i-0abc", "--zone", "us-east-1a"]
     code = "from provisioner.cli import run\nsys.argv = ['zonal', *sys.argv[1:]]\nrun()"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # A controller refuses to start without credentials; it makes no EC2 call here, so fake ones do.
+    env |= {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
     proc = subprocess.Popen(
         [sys.executable, "-c", BLOCKER + code, *args],
         stdout=subprocess.PIPE,

@@ -78,6 +78,15 @@ def build_ec2_client(
     return client
 
 
+def credentials_source(session: boto3.session.Session | None = None) -> str | None:
+    """Where botocore's credential chain finds credentials (``env``, ``shared-credentials-file``,
+    ``assume-role-with-web-identity``, ``iam-role``, …), or None when it finds none. It makes no EC2
+    call; the instance-profile provider may ask the instance metadata service (1 s timeout)."""
+    session = session or boto3.session.Session()
+    credentials = session.get_credentials()
+    return None if credentials is None else str(getattr(credentials, "method", "") or "unknown")
+
+
 def instrument(client: EC2Client, config: CloudConfig, metrics: Ec2Observer | None = None) -> None:
     """Install zonal's limiter and retries (retry mode ``adaptive``) and the metrics hooks on a client
     (also one built elsewhere, such as the in-process simulator's)."""

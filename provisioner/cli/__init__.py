@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 from provisioner import __version__
@@ -41,7 +41,46 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    for each in all_parsers(parser):
+        each.formatter_class = HelpFormatter
     return parser
+
+
+def all_parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """``parser`` and every sub-command parser below it (aliases once)."""
+    yield parser
+    seen: set[int] = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    yield from all_parsers(child)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == "" or value == [] or value == {} or value == ():
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (or says it is required), unless the text already
+    says it in its own words ("default …"): a flag whose default a reader must guess is a bug."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if not action.option_strings or text == argparse.SUPPRESS or "default" in text.lower():
+            return action.help
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+            return action.help
+        if action.required:
+            return f"{text} (required)"
+        return f"{text} (default: {_shown(action.default).replace('%', '%%')})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,4 +121,4 @@ class CliError(Exception):
     """A user-facing startup failure: printed as one line, exit status 2, no traceback."""
 
 
-__all__ = ["CliError", "add_logging_args", "build_parser", "main", "run"]
+__all__ = ["CliError", "HelpFormatter", "add_logging_args", "all_parsers", "build_parser", "main", "run"]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 from provisioner.aws.batcher import BatchSettings
 from provisioner.aws.callmetrics import Ec2Observer
-from provisioner.aws.client import RETRY_MODES, build_ec2_client
+from provisioner.aws.client import RETRY_MODES, build_ec2_client, credentials_source
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.aws.imds import ImdsClient
 from provisioner.cli import CliError
@@ -140,7 +140,10 @@ def cloud_config_from_args(
     region = resolve_region(args.region, env, metadata)
     if not region:
         if args.cloud == "aws":
-            raise CliError("no AWS region: pass --region, set AWS_REGION, or run on EC2 (instance metadata)")
+            raise CliError(
+                "no AWS region: pass --region, set AWS_REGION, or run on EC2 (instance metadata); in a "
+                "cluster, set aws-region in the zonal-controller-config ConfigMap (deploy/base)"
+            )
         region = "us-east-1"  # the embedded cloud needs some region; its zones are us-east-1a..f
     return CloudConfig(
         kind=args.cloud,
@@ -157,6 +160,23 @@ def cloud_config_from_args(
 def batch_settings(config: CloudConfig) -> BatchSettings | None:
     """How the adapter batches lookups, or None with ``--no-ec2-batching``."""
     return BatchSettings(window=config.batch_window) if config.batching else None
+
+
+NO_CREDENTIALS = (
+    "no AWS credentials: none in the environment, ~/.aws, a web identity token (IRSA) or the instance "
+    "profile; on EKS give the ServiceAccount an IAM role (deploy/components/irsa), elsewhere set "
+    "AWS_PROFILE or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+)
+
+
+def require_credentials(find: Callable[[], str | None] = credentials_source) -> str:
+    """How the credentials will be found; CliError (cause and fix) when there are none, so a controller
+    without them refuses to start instead of failing every CreateVolume with PERMISSION_DENIED."""
+    source = find()
+    if source is None:
+        raise CliError(NO_CREDENTIALS)
+    log.info("AWS credentials from %s", source)
+    return source
 
 
 def build_cloud(config: CloudConfig, metrics: Ec2Observer | None = None) -> Ec2Cloud:

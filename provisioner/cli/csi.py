@@ -1,7 +1,8 @@
 """``zonal csi --endpoint ENDPOINT <verb>``: a CSI client for operators, like Go's ``csc``.
 
 Works against any CSI endpoint (``unix:///p``, ``unix:/p``, ``/p``, ``tcp://h:p``; default
-``$CSI_ENDPOINT``). Readable ``key: value`` output by default, ``-o json`` for tools. A failed call prints
+``$CSI_ENDPOINT``, else ``unix:///csi/csi.sock``, as the servers). Readable ``key: value`` output by
+default, ``-o json`` for tools. A failed call prints
 ``zonal csi: <CODE_NAME>: <message>`` and exits 1; a usage error exits 2.
 
 This module only parses flags and prints; the calls and formats live in
@@ -25,7 +26,13 @@ from provisioner.csi.cli_client import (
     render_json,
     render_text,
 )
-from provisioner.csi.endpoint import Endpoint, parse_endpoint
+from provisioner.csi.endpoint import (
+    ENDPOINT_DEFAULT_HELP,
+    ENDPOINT_FORMS,
+    Endpoint,
+    default_endpoint,
+    parse_endpoint,
+)
 from provisioner.errors import InvalidArgument
 from provisioner.model import ZONE_KEY, AccessMode, AccessType, VolumeCapability
 from provisioner.provisioning.quantity import parse_quantity
@@ -94,13 +101,13 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
     def default(value: object) -> object:
         return argparse.SUPPRESS if suppress else value
 
-    env = os.environ.get("CSI_ENDPOINT", "")
     p.add_argument(
         "--endpoint",
         type=_endpoint,
         metavar="ENDPOINT",
-        default=default(env if env.strip() else None),  # argparse applies the type to a str default
-        help="unix:///path, unix:/path, /path or tcp://host:port (default $CSI_ENDPOINT)",
+        # argparse applies the type to a str default
+        default=default(default_endpoint(os.environ.get("CSI_ENDPOINT"))),
+        help=f"the driver's endpoint: {ENDPOINT_FORMS} ({ENDPOINT_DEFAULT_HELP})",
     )
     p.add_argument(
         "--timeout",
@@ -333,13 +340,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.add_argument("volume_id")
         p.add_argument("--node-id", required=True, help="the node id NodeGetInfo reports")
         if name == "publish":
-            p.add_argument("--readonly", action="store_true")
+            p.add_argument("--readonly", action="store_true", help="attach read-only")
             _context_args(p, publish_context=False)
             _capability_args(p)
 
     p = verb("list-volumes", _list_volumes, "Controller.ListVolumes (every page unless paged by hand)")
-    p.add_argument("--max-entries", type=int, default=0)
-    p.add_argument("--starting-token", default="")
+    p.add_argument(
+        "--max-entries", type=int, default=0, help="volumes per page (default 0: the driver's choice)"
+    )
+    p.add_argument(
+        "--starting-token", default="", help="next_token of the previous page (default none: the first)"
+    )
 
     p = verb("get-volume", _get_volume, "Controller.ControllerGetVolume")
     p.add_argument("volume_id")
@@ -350,7 +361,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = verb("create-snapshot", _create_snapshot, "Controller.CreateSnapshot")
     p.add_argument("source_volume_id")
-    p.add_argument("--name", required=True)
+    p.add_argument("--name", required=True, help="the idempotency name (a VolumeSnapshotContent name, say)")
     p.add_argument(
         "--param",
         type=_pairs,
@@ -364,50 +375,51 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("snapshot_id")
 
     p = verb("list-snapshots", _list_snapshots, "Controller.ListSnapshots")
-    p.add_argument("--source-volume-id", default="")
-    p.add_argument("--snapshot-id", default="")
+    p.add_argument("--source-volume-id", default="", help="only this volume's snapshots (default: all)")
+    p.add_argument("--snapshot-id", default="", help="only this snapshot (default: all)")
 
     verb("node-info", _node_info, "Node.NodeGetInfo")
 
     p = verb("stage", _stage, "Node.NodeStageVolume (format if needed, mount at the staging path)")
     p.add_argument("volume_id")
-    p.add_argument("--staging-path", required=True)
+    p.add_argument("--staging-path", required=True, help="where the volume is mounted once per node")
     _context_args(p, publish_context=True)
     _capability_args(p)
 
     p = verb("unstage", _unstage, "Node.NodeUnstageVolume")
     p.add_argument("volume_id")
-    p.add_argument("--staging-path", required=True)
+    p.add_argument("--staging-path", required=True, help="the path stage mounted")
 
     p = verb("node-publish", _node_publish, "Node.NodePublishVolume (bind-mount into the target path)")
     p.add_argument("volume_id")
-    p.add_argument("--staging-path", required=True)
-    p.add_argument("--target-path", required=True)
-    p.add_argument("--readonly", action="store_true")
+    p.add_argument("--staging-path", required=True, help="the path stage mounted")
+    p.add_argument("--target-path", required=True, help="where the pod sees the volume (bind mount)")
+    p.add_argument("--readonly", action="store_true", help="bind-mount read-only")
     _context_args(p, publish_context=True)
     _capability_args(p)
 
     p = verb("node-unpublish", _node_unpublish, "Node.NodeUnpublishVolume")
     p.add_argument("volume_id")
-    p.add_argument("--target-path", required=True)
+    p.add_argument("--target-path", required=True, help="the path node-publish mounted")
 
     p = verb("stats", _stats, "Node.NodeGetVolumeStats")
     p.add_argument("volume_id")
     p.add_argument("--path", required=True, help="the volume path (a target or staging path)")
-    p.add_argument("--staging-path", default="")
+    p.add_argument(
+        "--staging-path", default="", help="the staging path, if the driver wants it (default none)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.verb_parser
-    if args.endpoint is None:
-        parser.error("no endpoint: pass --endpoint or set CSI_ENDPOINT")
     if getattr(args, "zone", "") and (args.requisite or args.preferred):
         parser.error("--zone is a shorthand for --requisite/--preferred; give one or the other")
     op = CsiOperator(args.endpoint, timeout=args.timeout)
     try:
         result = args.handler(args, op)
     except CallFailed as e:
-        print(f"zonal csi: {e.code}: {e.message}", file=sys.stderr)
+        hint = "; is the driver running, and is --endpoint its socket?" if e.code == "UNAVAILABLE" else ""
+        print(f"zonal csi: {e.code}: {e.message}{hint}", file=sys.stderr)
         return 1
     finally:
         op.close()

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import tempfile
 from typing import TYPE_CHECKING
 
 from provisioner.cli import CliError
@@ -19,12 +21,18 @@ from provisioner.cli.logs import add_logging_args
 if TYPE_CHECKING:
     from provisioner.aws.callmetrics import Ec2Observer
     from provisioner.embedded.cloud import EmbeddedCloud
+    from provisioner.embedded.ledger import Ledger
 
 DEFAULT_ZONES = ("us-east-1a", "us-east-1b", "us-east-1c")
 
 EXTRA = "zonal[embedded]"
 
-DEMO_DESCRIPTION = "``zonal demo``: the whole zone story on one machine, no AWS account and no cluster."
+# Plain text: argparse prints it as it is (no reST markup in --help).
+DEMO_DESCRIPTION = (
+    "The whole zone story on one machine, no AWS account and no cluster: an embedded EC2, an in-memory "
+    "cluster with three nodes in three zones, zonal and its provisioner loop, and a pod whose volume "
+    "follows it to its zone. As root the volume is really formatted and mounted on a loop device."
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -35,7 +43,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     story = p.add_mutually_exclusive_group()
     story.add_argument(
-        "--immediate", action="store_true", help="Immediate binding, allowedTopologies, spread"
+        "--immediate",
+        action="store_true",
+        help="the Immediate-binding story instead: allowedTopologies and a StatefulSet spread over zones",
     )
     story.add_argument(
         "--relocate",
@@ -49,6 +59,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="leave the socket, the cluster and EC2 running (served on 127.0.0.1) until Ctrl-C",
     )
     p.add_argument("--dir", default="", help="where the socket and state go (default: a temporary folder)")
+    add_runtime_dir_arg(p, "--runtime-dir")
     add_logging_args(p)
     p.set_defaults(func=run_demo)
 
@@ -74,6 +85,38 @@ def run_demo(args: argparse.Namespace) -> int:
     return story.run(args)
 
 
+RUNTIME_DIR_ENV = "ZONAL_RUNTIME_DIR"
+
+
+def default_runtime_dir() -> str:
+    """``$ZONAL_RUNTIME_DIR``, else ``/run/zonal/embedded`` for root, else a per-user folder in /tmp."""
+    value = os.environ.get(RUNTIME_DIR_ENV, "")
+    if value:
+        return value
+    if os.geteuid() == 0 and os.path.isdir("/run"):
+        return "/run/zonal/embedded"
+    return os.path.join(tempfile.gettempdir(), f"zonal-embedded-{os.geteuid()}")
+
+
+def add_runtime_dir_arg(parser: argparse.ArgumentParser | argparse._ArgumentGroup, flag: str) -> None:
+    parser.add_argument(
+        flag,
+        default=default_runtime_dir(),
+        help="where each embedded process records the loop devices, links and folders it makes, so a "
+        "start after a crash releases a dead predecessor's (default $ZONAL_RUNTIME_DIR, else "
+        "/run/zonal/embedded as root)",
+    )
+
+
+def start_ledger(runtime_dir: str) -> Ledger:
+    """Release what dead embedded processes recorded in ``runtime_dir`` (saying so), then open this
+    process's own record there."""
+    require_extra("--cloud embedded")
+    from provisioner.embedded import ledger
+
+    return ledger.start(runtime_dir)
+
+
 def add_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("embedded cloud (--cloud embedded)")
     g.add_argument(
@@ -91,6 +134,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="EC2 state changes happen at once instead of at AWS's measured speeds",
     )
+    add_runtime_dir_arg(g, "--embedded-runtime-dir")
 
 
 def build_embedded(
@@ -100,9 +144,10 @@ def build_embedded(
     state_dir: str,
     fast: bool,
     metrics: Ec2Observer | None,
+    ledger: Ledger | None = None,
 ) -> EmbeddedCloud:
     """:func:`provisioner.embedded.cloud.build_embedded`, imported when first called."""
     require_extra("--cloud embedded")
     from provisioner.embedded.cloud import build_embedded as build
 
-    return build(region, zones, node_zone, state_dir=state_dir, fast=fast, metrics=metrics)
+    return build(region, zones, node_zone, state_dir=state_dir, fast=fast, metrics=metrics, ledger=ledger)

@@ -34,6 +34,7 @@ from provisioner.explain.report import (
     NodeInfo,
     PodReport,
     PvcReport,
+    RequirementsInfo,
     Verdict,
     VolumeInfo,
 )
@@ -76,7 +77,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ""), help="kubeconfig file")
+    parser.add_argument(
+        "--kubeconfig",
+        default=os.environ.get("KUBECONFIG", ""),
+        help="kubeconfig file (default $KUBECONFIG, else ~/.kube/config)",
+    )
     parser.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
     parser.add_argument(
         "--driver-name", default="", help="CSI driver name (default: the class's provisioner)"
@@ -112,9 +117,9 @@ def parse_target(target: str) -> tuple[str, str]:
 
 
 def build_kube(args: argparse.Namespace) -> KubeApi:
-    from provisioner.kube.client import KubeClient, load_configuration_checked
+    from provisioner.cli.kubeaccess import connect
 
-    return KubeClient(load_configuration_checked(args.kubeconfig, args.context), qps=0)
+    return connect(args.kubeconfig, args.context, qps=0, timeout=max(0.1, float(args.timeout)))
 
 
 def build_explain_cloud(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> Cloud | None:
@@ -312,6 +317,20 @@ def _volume_lines(vol: VolumeInfo, label: str = "volume") -> list[str]:
     return lines
 
 
+def requirements_headline(req: RequirementsInfo) -> str:
+    """One readable line per status, never the status glued to a second verb ("sent, were sent")."""
+    now = "now" in req.when
+    if req.status == "sent":
+        return req.when  # "sent to CreateVolume (recorded on the PV in …)"
+    if req.status == "computed":
+        return f"computed, {req.when}"
+    if req.status == "none":
+        return f"none: CreateVolume {'would get' if now else 'will get'} no accessibility requirements"
+    if req.status == "waiting":
+        return "waiting: computed once the scheduler picks a node for a pod using the claim"
+    return f"{req.status}: cannot be computed from the cluster as it is"
+
+
 def render_pvc(report: PvcReport, colour: bool = False) -> str:
     lines = verdict_lines(report.verdict, colour)
     lines.append("")
@@ -322,7 +341,7 @@ def render_pvc(report: PvcReport, colour: bool = False) -> str:
     lines.append(_row("selected", _node_text(report.selected_node) if report.selected_node else "(none)"))
     req = report.requirements
     if req is not None:
-        lines.append(_row("requirements", f"{req.status}, {req.when}"))
+        lines.append(_row("requirements", requirements_headline(req)))
         if req.status in ("computed", "sent"):
             lines.append(_more(f"requisite: {_segs(req.requisite)}"))
             lines.append(_more(f"preferred: {_segs(req.preferred)}"))

@@ -32,7 +32,12 @@ def add_logging_args(parser: argparse.ArgumentParser) -> None:
         "--logging-format", choices=("text", "json"), default="text", help="log line format (default text)"
     )
     parser.add_argument(
-        "-v", "--verbose", dest="verbosity", action="count", default=0, help="more logs (-v info, -vv debug)"
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=0,
+        help="more logs: -v info, -vv debug (default: warnings and zonal's own info lines)",
     )
 
 

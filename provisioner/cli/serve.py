@@ -27,6 +27,13 @@ from provisioner.config import (
 from provisioner.controller import ControllerCore
 from provisioner.controller.drivertags import check_extra_tags
 from provisioner.csi.controller_service import ControllerService
+from provisioner.csi.endpoint import (
+    ENDPOINT_DEFAULT_HELP,
+    ENDPOINT_FORMS,
+    check_socket_folder,
+    default_endpoint,
+    parse_endpoint,
+)
 from provisioner.csi.health import add_health_service
 from provisioner.csi.identity import IdentityService
 from provisioner.csi.server import Services, serve_until_signalled, start_server
@@ -70,9 +77,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = sub.add_parser(mode, help=help_text, description=help_text)
         p.add_argument(
             "--endpoint",
-            default=os.environ.get("CSI_ENDPOINT", "unix:///csi/csi.sock"),
-            help="unix:///path, unix:/path, /path or tcp://host:port (default $CSI_ENDPOINT or "
-            "unix:///csi/csi.sock)",
+            default=default_endpoint(os.environ.get("CSI_ENDPOINT")),
+            help=f"where to serve CSI: {ENDPOINT_FORMS} ({ENDPOINT_DEFAULT_HELP})",
         )
         p.add_argument(
             "--driver-name",
@@ -81,13 +87,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             help=f"CSI plugin name (default {DEFAULT_DRIVER_NAME}; {EBS_DRIVER_NAME} takes over from "
             "aws-ebs-csi-driver)",
         )
-        p.add_argument("--http-endpoint", default="", help="[HOST]:PORT for /metrics and /healthz")
+        p.add_argument(
+            "--http-endpoint",
+            default="",
+            help="[HOST]:PORT for /metrics and /healthz (default none: not served)",
+        )
         p.add_argument("--grace-period", type=float, default=10.0, help="seconds in-flight calls get at stop")
-        p.add_argument("--max-workers", type=int, default=256, help=argparse.SUPPRESS)
+        p.add_argument("--max-workers", type=int, default=256, help="gRPC calls served at once")
         add_logging_args(p)
         if mode in ("controller", "all"):
             g = p.add_argument_group("controller service")
-            g.add_argument("--cluster-id", default="", help="tags volumes kubernetes.io/cluster/ID=owned")
+            g.add_argument(
+                "--cluster-id",
+                default="",
+                help="tag volumes kubernetes.io/cluster/ID=owned (default none: no cluster tag)",
+            )
             g.add_argument(
                 "--extra-tags",
                 type=_tags,
@@ -148,12 +162,26 @@ def run(args: argparse.Namespace) -> int:
     embedded_dir: Path | None = None
     on_signal: Callable[[], object] | None = None
     try:
+        # Refuse a bad endpoint before anything (an embedded cloud, loop devices) is built for it.
+        endpoint = parse_endpoint(args.endpoint)
+        if endpoint.scheme == "unix":
+            check_socket_folder(endpoint.address)
+    except (OSError, ValueError) as e:
+        raise CliError(f"cannot serve on {args.endpoint}: {e}") from e
+    try:
         # A node on real AWS never calls EC2: it needs no region (and must not wait on IMDS for one).
         needs_cloud = mode != "node" or args.cloud == "embedded"
         cloud_config = cloud.cloud_config_from_args(args) if needs_cloud else None
         ec2 = None
         if cloud_config is not None and cloud_config.kind == "embedded":
             zones = tuple(z.strip() for z in args.embedded_zones.split(",") if z.strip())
+            # Embedded mode owns its kernel state: what a crashed predecessor left is released first,
+            # and everything this process makes is recorded until its own cleanup releases it.
+            try:
+                ledger = embedded_entry.start_ledger(args.embedded_runtime_dir)
+            except OSError as e:
+                raise CliError(f"--embedded-runtime-dir {args.embedded_runtime_dir}: {e}") from e
+            cleanups.append(ledger.close)
             try:
                 emb = embedded_entry.build_embedded(
                     cloud_config.region,
@@ -162,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
                     state_dir=args.embedded_state_dir,
                     fast=args.embedded_fast,
                     metrics=metrics,
+                    ledger=ledger,
                 )
             except ValueError as e:
                 raise CliError(str(e)) from e
@@ -177,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
             on_signal = commands.kill_all
         if mode in ("controller", "all"):
             if ec2 is None and cloud_config is not None:
+                cloud.require_credentials()
                 ec2 = cloud.build_cloud(cloud_config, metrics=metrics)
             assert ec2 is not None
             default_zone = args.default_zone

@@ -25,7 +25,7 @@ from provisioner.csi.convert import (
     requirement_to_pb,
     segments_from_pb,
 )
-from provisioner.csi.endpoint import Endpoint, parse_endpoint
+from provisioner.csi.endpoint import Endpoint, connect_failure, parse_endpoint
 from provisioner.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -82,12 +82,12 @@ def error_for(e: grpc.RpcError) -> ZonalError:
 
 
 def wire_status(e: ZonalError) -> tuple[str, str]:
-    """The gRPC code name and details a driver answered, for an error :class:`GrpcCsiClient` raised
-    (``("UNKNOWN", message)`` for one it did not)."""
+    """The gRPC code name a driver answered and its message ("" when it sent none), for an error
+    :class:`GrpcCsiClient` raised (``("UNKNOWN", message)`` for one it did not)."""
     cause = e.__cause__
     if isinstance(cause, grpc.RpcError):
         code, details = _status(cause)
-        return code.name, details
+        return code.name, e.message if details else ""
     return grpc.StatusCode.UNKNOWN.name, e.message
 
 
@@ -101,6 +101,7 @@ class GrpcCsiClient:
         self, address: str | Endpoint, timeout: float = 10.0, channel: grpc.Channel | None = None
     ) -> None:
         self.timeout = timeout
+        self.address = str(address)
         endpoint = address if isinstance(address, Endpoint) else parse_endpoint(address)
         self.channel = channel or grpc.insecure_channel(endpoint.grpc_target)
         self.identity = csi_pb2_grpc.IdentityStub(self.channel)
@@ -115,7 +116,10 @@ class GrpcCsiClient:
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as e:
-            raise error_for(e) from e
+            error = error_for(e)
+            if isinstance(error, Unavailable):
+                error = Unavailable(connect_failure(self.address, error.message))
+            raise error from e
 
     def probe(self) -> bool:
         resp = self.call(self.identity.Probe, csi_pb2.ProbeRequest())

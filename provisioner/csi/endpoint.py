@@ -12,6 +12,16 @@ import socket
 import stat
 from dataclasses import dataclass
 
+DEFAULT_ENDPOINT = "unix:///csi/csi.sock"
+# One wording for every command that serves or dials CSI (servers, ``zonal csi``, ``zonal provisioner``).
+ENDPOINT_FORMS = "unix:///path, unix:/path, /path or tcp://host:port"
+ENDPOINT_DEFAULT_HELP = f"default $CSI_ENDPOINT, else {DEFAULT_ENDPOINT}"
+
+
+def default_endpoint(environ_value: str | None) -> str:
+    """``$CSI_ENDPOINT`` when set (and not blank), else :data:`DEFAULT_ENDPOINT`."""
+    return environ_value.strip() if environ_value and environ_value.strip() else DEFAULT_ENDPOINT
+
 
 @dataclass(frozen=True)
 class Endpoint:
@@ -54,14 +64,54 @@ def parse_endpoint(value: str) -> Endpoint:
     return Endpoint("unix", path)
 
 
+# What gRPC's "failed to connect to all addresses" details say underneath, and what it means to a user.
+_CONNECT_FAILURES = (
+    ("no such file or directory", "no socket at {where}"),
+    ("connection refused", "nothing listens at {where} (connection refused)"),
+    ("permission denied", "no permission to connect to {where} (run as the socket's owner or group)"),
+    ("not a socket", "{where} is not a socket"),
+    ("deadline exceeded", "{where} did not answer in time"),
+)
+
+
+def connect_failure(endpoint: str, details: str) -> str:
+    """A one-line reason for a channel that could not connect to ``endpoint``, from gRPC's details
+    (``failed to connect to all addresses; last error: …``); the details as they are when unknown."""
+    if "failed to connect" not in details.lower():
+        return details
+    try:
+        parsed = parse_endpoint(endpoint)
+        where = parsed.address if parsed.scheme == "unix" else str(parsed)
+    except ValueError:
+        where = endpoint
+    low = details.lower()
+    for needle, text in _CONNECT_FAILURES:
+        if needle in low:
+            return text.format(where=where)
+    return f"cannot connect to {where}: {details}"
+
+
+def check_socket_folder(path: str) -> str:
+    """The folder of socket ``path``, when it exists or only it is missing (it will be made); OSError
+    naming the missing folder otherwise — a mistyped endpoint must not create a tree of folders."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(folder):
+        return folder
+    parent = os.path.dirname(folder)
+    if not os.path.isdir(parent):
+        raise OSError(f"the folder {parent} does not exist; create it or choose another endpoint")
+    return folder
+
+
 def prepare_unix_socket(path: str) -> None:
     """Make ``path`` bindable: create its folder and remove a stale socket left by a dead process.
 
-    Refuses (``OSError``) when something is listening on it or when it is not a socket.
+    Refuses (``OSError``) when something is listening on it, when it is not a socket, or when more than
+    the socket's own folder is missing (see :func:`check_socket_folder`).
     """
-    folder = os.path.dirname(path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
+    folder = check_socket_folder(path)
+    if folder and not os.path.isdir(folder):
+        os.mkdir(folder)
     try:
         st = os.lstat(path)
     except FileNotFoundError:

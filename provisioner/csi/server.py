@@ -105,7 +105,7 @@ def serve_until_signalled(
     on_stop: Callable[[], None] | None = None,
     on_signal: Callable[[], object] | None = None,
 ) -> None:
-    """Block until SIGTERM or SIGINT, then stop with ``grace`` seconds for in-flight calls.
+    """Block until SIGTERM, SIGINT or SIGHUP, then stop with ``grace`` seconds for in-flight calls.
     ``on_signal`` runs first (the node kills the commands it still runs, so calls waiting on them end)."""
     # What start-up built (modules, boto3's and protobuf's tables, the servicers) lives as long as the
     # process: freezing it keeps the collector's full passes, which serving still triggers now and
@@ -118,7 +118,8 @@ def serve_until_signalled(
         log.info("received %s; stopping (grace %.0fs)", signal.Signals(signum).name, grace)
         stop.set()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    # SIGHUP too: a server started from a terminal that is closed must stop cleanly, not be killed.
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         stop.wait()
     finally:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from provisioner.aws.callmetrics import Ec2Observer, install_metrics
 from provisioner.aws.ec2 import Ec2Cloud
+from provisioner.embedded.ledger import Ledger, release_device, remove_folder
 from provisioner.embedded.loopback import LoopBacker
 from provisioner.mount.devices import NVME_BY_ID_PREFIX
 from provisioner.ports.node import NodeMetadata
@@ -38,11 +38,12 @@ log = logging.getLogger("zonal.embedded")
 class LinkingHooks:
     """BackerHooks that also link each backing device under ``/dev/disk/by-id`` like Nitro does."""
 
-    def __init__(self, backer: LoopBacker, dev_root: str = "/dev") -> None:
+    def __init__(self, backer: LoopBacker, dev_root: str = "/dev", ledger: Ledger | None = None) -> None:
         from provisioner.embedded.ec2.hooks import BackerHooks
 
         self._inner = BackerHooks(backer)
         self._dev_root = dev_root
+        self._ledger = ledger
 
     @property
     def devices(self) -> dict[str, str]:
@@ -59,16 +60,24 @@ class LinkingHooks:
             link.parent.mkdir(parents=True, exist_ok=True)
             with contextlib.suppress(FileNotFoundError):
                 link.unlink()
+            if self._ledger is not None:
+                self._ledger.link_made(link, target)
             link.symlink_to(target)
 
-    def detached(self, volume_id: str, instance_id: str) -> None:
+    def unlink(self, volume_id: str) -> None:
+        """Remove the volume's by-id link (if there is one)."""
+        link = self.link(volume_id)
         with contextlib.suppress(FileNotFoundError):
-            self.link(volume_id).unlink()
+            link.unlink()
+        if self._ledger is not None:
+            self._ledger.link_removed(link)
+
+    def detached(self, volume_id: str, instance_id: str) -> None:
+        self.unlink(volume_id)
         self._inner.detached(volume_id, instance_id)
 
     def deleted(self, volume_id: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.link(volume_id).unlink()
+        self.unlink(volume_id)
         self._inner.deleted(volume_id)
 
     def resized(self, volume_id: str, size_gib: int) -> None:
@@ -94,17 +103,23 @@ class EmbeddedCloud:
     backer: LoopBacker | None
     _owns_state_dir: bool = False
     _closed: threading.Event = field(default_factory=threading.Event)
+    ledger: Ledger | None = None
 
     def close(self) -> None:
-        """Release every loop device and link this process created, and delete the snapshots' data."""
+        """Release everything this process made for its volumes: mounts of its loop devices (a volume
+        still staged or published when the process stops), the loop devices, the by-id links, the
+        backing files and the snapshots' data, and the state folder it made. Only this process's
+        devices are unmounted — the embedded world's own, never a mount it did not back."""
         if self._closed.is_set():
             return
         self._closed.set()
         if self.hooks is not None and self.backer is not None:
             for path in sorted(self.state_dir.glob("vol-*")):
                 try:
-                    with contextlib.suppress(FileNotFoundError):
-                        self.hooks.link(path.name).unlink()
+                    for device in self.backer.devices(path.name):
+                        if release_device(device, str(path.resolve())) and self.ledger is not None:
+                            self.ledger.loop_removed(device)
+                    self.hooks.unlink(path.name)
                     self.backer.release(path.name)
                 except Exception:  # best effort at shutdown: report, go on with the others
                     log.exception("could not release the backing of %s", path.name)
@@ -113,8 +128,8 @@ class EmbeddedCloud:
                     self.backer.drop_snapshot(path.name)
                 except Exception:  # best effort, as above
                     log.exception("could not delete the data of %s", path.name)
-        if self._owns_state_dir:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        if self._owns_state_dir and remove_folder(str(self.state_dir)) and self.ledger is not None:
+            self.ledger.folder_removed(self.state_dir)
 
 
 def build_embedded(
@@ -125,8 +140,12 @@ def build_embedded(
     fast: bool = False,
     back_devices: bool | None = None,
     metrics: Ec2Observer | None = None,
+    ledger: Ledger | None = None,
 ) -> EmbeddedCloud:
-    """Start an embedded EC2 account with one instance in ``node_zone`` (the first zone if empty)."""
+    """Start an embedded EC2 account with one instance in ``node_zone`` (the first zone if empty).
+
+    With a ``ledger`` every folder, backing file, loop device and link it makes is recorded there, so
+    a later start can release them if this process dies without :meth:`EmbeddedCloud.close`."""
     from provisioner.embedded.ec2 import SimConfig, Simulator
     from provisioner.embedded.ec2.config import Delays
 
@@ -134,12 +153,14 @@ def build_embedded(
     if zone not in zones:
         raise ValueError(f"node zone {zone} is not one of the embedded zones {', '.join(zones)}")
     owns = not state_dir
-    folder = Path(state_dir or tempfile.mkdtemp(prefix="zonal-embedded-"))
+    folder = Path(state_dir or tempfile.mkdtemp(prefix="zonal-embedded-")).resolve()
+    if owns and ledger is not None:
+        ledger.folder_made(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if back_devices is None:
         back_devices = os.geteuid() == 0
-    backer = LoopBacker(folder) if back_devices else None
-    hooks = LinkingHooks(backer) if backer is not None else None
+    backer = LoopBacker(folder, ledger) if back_devices else None
+    hooks = LinkingHooks(backer, ledger=ledger) if backer is not None else None
     if hooks is None:
         log.warning("not root: embedded volumes get no loop devices, so NodeStage cannot mount them")
     # Trials expand the same volume more than once: no six-hour cooldown between modifications here.
@@ -159,4 +180,4 @@ def build_embedded(
         instance_id=instance_id, zone=zone, instance_type="m5.large", region=region, source="embedded"
     )
     log.info("embedded EC2 in %s (zones %s); node %s in %s", region, ",".join(zones), instance_id, zone)
-    return EmbeddedCloud(sim, cloud, node, folder, hooks, backer, owns)
+    return EmbeddedCloud(sim, cloud, node, folder, hooks, backer, owns, ledger=ledger)

@@ -18,9 +18,13 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from provisioner.errors import AlreadyExists, InvalidArgument, NotFound, ResourceExhausted
 from provisioner.mount.linux import CommandFailed, run
+
+if TYPE_CHECKING:
+    from provisioner.embedded.ledger import Ledger
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +110,9 @@ def sparse_copy(source: str | os.PathLike[str], target: str | os.PathLike[str]) 
 class LoopBacker:
     """Implements :class:`provisioner.ports.node.BlockBacker` with ``losetup`` over sparse files."""
 
-    def __init__(self, state_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, state_dir: str | os.PathLike[str], ledger: Ledger | None = None) -> None:
         self.state_dir = Path(state_dir)
+        self.ledger = ledger  # every file and loop device made here is recorded in it first
 
     def path(self, volume_id: str) -> Path:
         if not _VOLUME_ID_RE.match(volume_id):
@@ -135,6 +140,8 @@ class LoopBacker:
         if attached:
             return attached[0]
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.ledger is not None:
+            self.ledger.file_made(path)  # before losetup: a crash in between still finds the device
         if not path.exists():
             with open(path, "wb") as f:
                 f.truncate(size_bytes)  # sparse: no disk space until written
@@ -145,6 +152,8 @@ class LoopBacker:
                 raise ResourceExhausted(f"no free loop device for volume {volume_id}") from e
             raise
         device = out.stdout.strip()
+        if self.ledger is not None:
+            self.ledger.loop_made(device, path)
         log.info("volume %s backed by %s (%s)", volume_id, device, path)
         return device
 
@@ -155,14 +164,17 @@ class LoopBacker:
             except CommandFailed as e:
                 if "no such device" not in e.stderr.lower():
                     raise
+            if self.ledger is not None:
+                self.ledger.loop_removed(device)
             log.info("volume %s: detached %s", volume_id, device)
 
     def release(self, volume_id: str) -> None:
         self.detach(volume_id)
-        try:
-            self.path(volume_id).unlink()
-        except FileNotFoundError:
-            return
+        path = self.path(volume_id)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        if self.ledger is not None:
+            self.ledger.file_removed(path)
 
     def resize(self, volume_id: str, size_bytes: int) -> None:
         path = self.path(volume_id)
@@ -202,6 +214,8 @@ class LoopBacker:
         if target.exists():
             raise AlreadyExists(f"volume {volume_id} already has a backing file")
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.ledger is not None:
+            self.ledger.file_made(target)
         try:
             snapshot_size = source.stat().st_size
         except FileNotFoundError:

@@ -124,7 +124,7 @@ def _recorded(pv: Obj | None) -> RequirementsInfo | None:
         return None
     return RequirementsInfo(
         status="sent",
-        when=f"were sent (recorded on the PV in {ANN_REQUIREMENTS})",
+        when=f"sent to CreateVolume (recorded on the PV in {ANN_REQUIREMENTS})",
         requisite=[dict(s) for s in requirement.requisite],
         preferred=[dict(s) for s in requirement.preferred],
         steps=["recorded by zonal's provisioner when it created the PV"],

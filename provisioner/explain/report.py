@@ -78,7 +78,7 @@ class RequirementsInfo:
     """The accessibility requirements the loop sends (or would send now) in CreateVolume."""
 
     status: str  # sent (recorded on the PV) | computed | none | unavailable | waiting
-    when: str  # "were sent" (recorded) / "would be sent now" / "will be sent"
+    when: str  # "sent to CreateVolume (recorded …)" / "would be sent now (…)" / "will be sent"
     requisite: list[dict[str, str]] = field(default_factory=list)
     preferred: list[dict[str, str]] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)

@@ -14,16 +14,25 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import urllib3.exceptions
 from kubernetes import client as _client
-from kubernetes import config as _config
 from kubernetes import watch as _watch
+from kubernetes.client.exceptions import ApiException
 
-from provisioner.kube.errors import translate, translated
-from provisioner.ports.kube import Kind, KubeError, Obj, ObjectList, ResourceGone, WatchEvent
+from provisioner.kube import kubeconfig as kubeconfig_loader
+from provisioner.kube.errors import network_reason, translate, translated
+from provisioner.ports.kube import (
+    Kind,
+    KubeError,
+    KubeUnavailable,
+    Obj,
+    ObjectList,
+    ResourceGone,
+    WatchEvent,
+)
 
 # The client is only partly typed; treat it as dynamic at this boundary.
 k8s: Any = _client
-k8s_config: Any = _config
 k8s_watch: Any = _watch
 
 # Kind → (API class, singular used in method names).
@@ -66,30 +75,14 @@ class TokenBucket:
 
 
 def load_configuration(kubeconfig: str = "", context: str = "") -> Any:
-    """In-cluster config when no kubeconfig is given and we run in a pod, else the kubeconfig file.
-
-    ``context`` picks a kubeconfig context other than the current one (and skips the in-cluster config).
-    """
-    cfg = k8s.Configuration()
-    with translated("load configuration"):
-        if kubeconfig or context:
-            k8s_config.load_kube_config(
-                config_file=kubeconfig or None, context=context or None, client_configuration=cfg
-            )
-        else:
-            try:
-                k8s_config.load_incluster_config(client_configuration=cfg)
-            except k8s_config.ConfigException:
-                k8s_config.load_kube_config(client_configuration=cfg)
-    return cfg
+    """The client configuration (see :func:`provisioner.kube.kubeconfig.load_configuration`): the
+    kubeconfig when given, else in-cluster, else ~/.kube/config. Raises KubeConfigError (a KubeError)
+    naming the file and what is wrong with it."""
+    return kubeconfig_loader.load_configuration(kubeconfig, context)
 
 
-def load_configuration_checked(kubeconfig: str = "", context: str = "") -> Any:
-    """:func:`load_configuration`, with a missing or broken kubeconfig (or context) as a KubeError."""
-    try:
-        return load_configuration(kubeconfig, context)
-    except k8s_config.ConfigException as e:
-        raise KubeError(f"cannot load the Kubernetes configuration: {e}") from e
+# Kept for callers written before every load error became a KubeConfigError.
+load_configuration_checked = load_configuration
 
 
 class KubeClient:
@@ -102,6 +95,23 @@ class KubeClient:
 
     def close(self) -> None:
         self.api_client.close()
+
+    @property
+    def server(self) -> str:
+        """The API server's URL, as the configuration names it."""
+        return str(self.api_client.configuration.host)
+
+    def check_access(self, timeout: float = 10.0) -> None:
+        """One cheap authenticated read (a StorageClass list of at most one item), so a start-up with an
+        unreachable server or refused credentials fails at once instead of in the informers.
+        Raises KubeUnavailable (its message: why, in a few words) or KubeForbidden."""
+        self.limit.take()
+        try:
+            k8s.StorageV1Api(self.api_client).list_storage_class(limit=1, _request_timeout=timeout)
+        except (urllib3.exceptions.HTTPError, OSError) as e:
+            raise KubeUnavailable(network_reason(e)) from e
+        except ApiException as e:
+            raise translate(e, "list storageclasses") from e
 
     def _method(self, kind: Kind, verb: str, all_namespaces: bool = False) -> Any:
         cls, singular = _TYPED[kind]

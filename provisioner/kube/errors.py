@@ -7,6 +7,7 @@ adapter call goes through :func:`translated`, most specific case first, ``raise 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +24,8 @@ from provisioner.ports.kube import (
     ResourceGone,
 )
 
+_ERRNO_RE = re.compile(r"\[Errno -?\d+\]\s*([^'\")]+)")
+
 
 def _message(e: ApiException) -> str:
     body = getattr(e, "body", None) or getattr(e, "data", None)
@@ -34,6 +37,31 @@ def _message(e: ApiException) -> str:
         except (TypeError, ValueError):
             pass
     return f"{e.status} {e.reason}".strip()
+
+
+def _where(e: BaseException) -> str:
+    pool = getattr(e, "pool", None)
+    host = getattr(pool, "host", None)
+    if not host:
+        return ""
+    scheme, port = getattr(pool, "scheme", "https"), getattr(pool, "port", None)
+    return f" at {scheme}://{host}" + (f":{port}" if port else "")
+
+
+def network_reason(e: BaseException) -> str:
+    """The cause of a failed connection in a few words ("connection refused", "timed out"), not
+    urllib3's pool-and-retry wrapping."""
+    inner: BaseException = e
+    while isinstance(inner, urllib3.exceptions.MaxRetryError) and inner.reason is not None:
+        inner = inner.reason
+    text = str(inner)
+    if m := _ERRNO_RE.search(text):  # before the timeout test: NewConnectionError is a timeout class
+        return m.group(1).strip().lower()
+    if isinstance(inner, (urllib3.exceptions.TimeoutError, TimeoutError)):
+        return "timed out"
+    if isinstance(inner, urllib3.exceptions.NameResolutionError) or "resolve" in text.lower():
+        return "the host name does not resolve"
+    return text.strip() or type(inner).__name__
 
 
 def translate(e: Exception, verb: str) -> KubeError:
@@ -51,7 +79,7 @@ def translate(e: Exception, verb: str) -> KubeError:
             return KubeUnavailable(message or "API server unavailable")
         return KubeError(f"{verb}: {message}")
     if isinstance(e, (urllib3.exceptions.HTTPError, OSError)):
-        return KubeUnavailable(f"{verb}: cannot reach the API server: {e}")
+        return KubeUnavailable(f"{verb}: cannot reach the API server{_where(e)}: {network_reason(e)}")
     return KubeError(f"{verb}: {e}")
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from provisioner.errors import FailedPrecondition
 from provisioner.ports.clock import Clock, SystemClock
-from provisioner.ports.csi import ControllerCapability, CsiClient, PluginCapability
+from provisioner.ports.csi import Cancelled, ControllerCapability, CsiClient, PluginCapability
 from provisioner.ports.kube import Kind, KubeApi, Obj
 from provisioner.ports.observers import LoopObserver
 from provisioner.provisioning.clone_protection import CLONE_FINALIZER, has_finalizer
@@ -39,20 +40,37 @@ class DriverFacts:
 
 
 def discover_driver(
-    csi: CsiClient, clock: Clock, stop: threading.Event, probe_interval: float = 1.0
+    csi: CsiClient,
+    clock: Clock,
+    stop: threading.Event,
+    probe_interval: float = 1.0,
+    report: Callable[[float, str], None] | None = None,
+    report_every: float = 10.0,
 ) -> DriverFacts:
     """Wait for Probe, then read the plugin's name and capabilities.
 
-    Raises FailedPrecondition when the driver cannot create volumes (no CONTROLLER_SERVICE plugin
-    capability or no CREATE_DELETE_VOLUME controller capability).
+    While it waits, ``report(seconds waited, last error)`` is called every ``report_every`` seconds of
+    ``clock`` time, so a driver that never comes is visible. Raises Cancelled when ``stop`` is set
+    before the driver answers, and FailedPrecondition when the driver cannot create volumes (no
+    CONTROLLER_SERVICE plugin capability or no CREATE_DELETE_VOLUME controller capability).
     """
+    started = clock.monotonic()
+    next_report = started + report_every
     while not stop.is_set():
         try:
             if csi.probe():
                 break
+            last = "Probe answered not ready"
         except Exception as e:  # unreachable or unhealthy: keep probing, as the sidecar does
-            log.info("waiting for the CSI driver: %s", e)
+            last = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            log.info("waiting for the CSI driver: %s", last)
+        now = clock.monotonic()
+        if report is not None and now >= next_report:
+            report(now - started, last)
+            next_report = now + report_every
         stop.wait(probe_interval)
+    if stop.is_set():
+        raise Cancelled("stopped before the CSI driver answered")
     info = csi.plugin_info()
     plugin = csi.plugin_capabilities()
     if PluginCapability.CONTROLLER_SERVICE not in plugin:

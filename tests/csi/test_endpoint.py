@@ -64,7 +64,15 @@ def test_regular_file_is_not_removed(tmp_path: Path) -> None:
     assert path.read_text() == "precious"
 
 
-def test_missing_folder_is_created(tmp_path: Path) -> None:
-    path = tmp_path / "a" / "b" / "csi.sock"
+def test_the_sockets_own_missing_folder_is_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "csi.sock"
     prepare_unix_socket(str(path))
     assert path.parent.is_dir()
+
+
+def test_a_tree_of_missing_folders_is_refused_not_created(tmp_path: Path) -> None:
+    """A mistyped endpoint (``/nonexistent/dir/x.sock``) used to create every folder on the way."""
+    path = tmp_path / "a" / "b" / "csi.sock"
+    with pytest.raises(OSError, match=f"the folder {tmp_path / 'a'} does not exist"):
+        prepare_unix_socket(str(path))
+    assert not (tmp_path / "a").exists()

@@ -4,6 +4,7 @@ errors shown by gRPC code name."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,6 @@ def test_snapshot_verbs(capsys: Cap, driver: Driver) -> None:
 @pytest.mark.parametrize(
     "argv",
     [
-        ["probe"],  # no endpoint and no $CSI_ENDPOINT
         ["--endpoint", "http://x", "probe"],
         ["--endpoint", "/s", "create-volume", "--name", "x", "--size", "ten"],
         [
@@ -200,6 +200,37 @@ def test_snapshot_verbs(capsys: Cap, driver: Driver) -> None:
 def test_usage_errors_exit_2(capsys: Cap, argv: list[str]) -> None:
     run = zonal_csi(capsys, *argv)
     assert run.code == 2 and "error:" in run.err
+
+
+def test_the_endpoint_default_is_the_servers_and_described_alike() -> None:
+    """``zonal csi`` and ``zonal node|controller|all`` default to the same endpoint and say so in the same
+    words (the issue: one said "$CSI_ENDPOINT", the other "$CSI_ENDPOINT or unix:///csi/csi.sock")."""
+    from provisioner.cli import all_parsers, build_parser
+    from provisioner.csi.endpoint import parse_endpoint
+
+    parser = build_parser()
+    assert parser.parse_args(["csi", "probe"]).endpoint == parse_endpoint("unix:///csi/csi.sock")
+    assert parser.parse_args(["node"]).endpoint == "unix:///csi/csi.sock"
+    helps = {}
+    by_prog = {p.prog: p for p in all_parsers(parser)}
+    for command in ("csi", "node", "controller", "all"):
+        sub = by_prog[f"zonal {command}"]
+        [action] = [a for a in sub._actions if "--endpoint" in a.option_strings]
+        text = sub._get_formatter()._expand_help(action)
+        helps[command] = text[text.rindex("(") :]
+    assert set(helps.values()) == {"(default $CSI_ENDPOINT, else unix:///csi/csi.sock)"}, helps
+
+
+def test_a_wrong_endpoint_names_the_cause(capsys: Cap, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    run = zonal_csi(capsys, "--endpoint", f"tcp://127.0.0.1:{port}", "--timeout", "5", "probe")
+    assert run.code == 1
+    assert f"nothing listens at tcp://127.0.0.1:{port} (connection refused)" in run.err
+    missing = tmp_path / "none.sock"
+    run = zonal_csi(capsys, "--endpoint", f"unix://{missing}", "--timeout", "5", "probe")
+    assert run.code == 1 and f"no socket at {missing};" in run.err
 
 
 def test_endpoint_from_the_environment(capsys: Cap, driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:

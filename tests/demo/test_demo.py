@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from provisioner.embedded.ledger import reclaim
 
 pytestmark = pytest.mark.e2e
 
@@ -45,7 +48,7 @@ def test_wait_for_first_consumer_story(tmp_path: Path) -> None:
     assert "created in us-east-1b (as EC2 reports it)" in out
     assert "- us-east-1b" in out  # the PV's nodeAffinity, printed as YAML
     if os.geteuid() == 0:
-        assert "'hello from node-b in us-east-1b'" in out
+        assert "“hello from node-b in us-east-1b”" in out
         assert "is mounted from /dev/loop" in out
     else:
         assert "not root: skipping attach" in out
@@ -62,6 +65,8 @@ def test_immediate_story_spreads_over_allowed_zones(tmp_path: Path) -> None:
     zones = [line.rsplit(" in ", 1)[1] for line in lines]
     assert set(zones) <= {"us-east-1a", "us-east-1c"}
     assert len(set(zones)) == 2  # spread, not all in one zone
+    for line in lines:  # human wording, not a Python dict: preferred first {topology.…/zone=us-east-1a}
+        assert "preferred first {topology." in line and "{'" not in line and "': '" not in line
     assert _leftovers(tmp_path) == []
 
 
@@ -89,7 +94,7 @@ def test_relocate_story_moves_a_stuck_volume_and_reads_the_file_back(tmp_path: P
     assert "- us-east-1c" in out  # the new PV's nodeAffinity
     if os.geteuid() == 0:
         assert "node-c's node plugin mounted it from /dev/loop" in out
-        assert "read 'hello from node-b in us-east-1b'" in out
+        assert "read “hello from node-b in us-east-1b”" in out
     assert "source volume vol-" in out and "deleted" in out
     assert "steps passed" in out
     assert _leftovers(tmp_path) == []
@@ -149,3 +154,60 @@ def test_keep_serves_the_cluster_and_ec2_to_explain_doctor_and_relocate_in_anoth
         rest, _ = demo.communicate(timeout=60)
     assert demo.returncode == 0, rest
     assert _leftovers(tmp_path) == []
+
+
+def _keep(env_extra: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
+    """``zonal demo --keep`` in its own temporary folder; returns once it is left running."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | env_extra
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "provisioner", "demo", "--keep"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "In another shell, first: . " in line:
+            env_file = Path(line.split("first: . ", 1)[1].split()[0])
+            return proc, env_file.parent
+    proc.wait(timeout=60)
+    proc.stdout.close()
+    raise AssertionError("demo --keep never said it was left running:\n" + "".join(seen))
+
+
+def test_keep_ended_by_a_closed_terminal_releases_everything(tmp_path: Path) -> None:
+    """SIGHUP (the terminal closed) used to leave the loop device, the mounts, the folder and the link."""
+    runtime = tmp_path / "run"
+    proc, folder = _keep({"ZONAL_RUNTIME_DIR": str(runtime)})
+    try:
+        assert folder.is_dir() and (folder / "kubeconfig").is_file()
+        [ledger] = runtime.glob("*.json")
+        assert str(folder) in json.loads(ledger.read_text())["folders"]
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stdout is not None
+        proc.stdout.close()
+    assert _leftovers(folder) == []
+    assert not folder.exists()
+    assert list(runtime.glob("*.json")) == []
+
+
+def test_keep_killed_hard_is_released_by_the_next_start(tmp_path: Path) -> None:
+    runtime = tmp_path / "run"
+    proc, folder = _keep({"ZONAL_RUNTIME_DIR": str(runtime)})
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.stdout is not None
+    proc.stdout.close()
+    assert folder.exists()  # what a kill -9 leaves (the volume itself was released before --keep waits)
+    [report] = reclaim(runtime)
+    assert report.left == [] and str(folder) in report.released["folders"]
+    assert _leftovers(folder) == [] and not folder.exists()

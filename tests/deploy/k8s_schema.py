@@ -3,13 +3,11 @@
 The client's ``from_dict`` checks required fields and scalar types but silently drops keys it does not
 know, so a misspelt ``mountPropagaton`` would pass. :func:`check` first walks the document against each
 model's ``openapi_types``/``attribute_map`` and fails on unknown keys and wrong scalar types, then
-deserializes it with the model class so the client's own validation runs too. Also here: a small
-strategic-merge for container lists, enough to render the overlay's patch without kustomize.
+deserializes it with the model class so the client's own validation runs too.
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from typing import Any
 
@@ -89,27 +87,3 @@ _SCALARS: dict[str, Any] = {
     "datetime": lambda v: isinstance(v, str),
     "date": lambda v: isinstance(v, str),
 }
-
-
-def merge_containers(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """Apply a strategic-merge patch that only touches ``spec.template.spec.containers`` (merged by name,
-    ``$patch: delete`` removes one), as kustomize would for the overlay."""
-    out = copy.deepcopy(base)
-    for key in ("apiVersion", "kind"):
-        if patch.get(key) != base.get(key):
-            raise SchemaError(f"patch {key} {patch.get(key)!r} does not match {base.get(key)!r}")
-    for key in ("name", "namespace"):
-        if patch["metadata"].get(key) != base["metadata"].get(key):
-            raise SchemaError(f"patch metadata.{key} does not match the target")
-    containers: list[dict[str, Any]] = out["spec"]["template"]["spec"]["containers"]
-    for change in patch["spec"]["template"]["spec"]["containers"]:
-        index = next((i for i, c in enumerate(containers) if c["name"] == change["name"]), None)
-        if change.get("$patch") == "delete":
-            if index is None:
-                raise SchemaError(f"patch deletes container {change['name']!r}, which the target lacks")
-            del containers[index]
-        elif index is None:
-            containers.append(copy.deepcopy(change))
-        else:
-            containers[index].update(copy.deepcopy(change))
-    return out

@@ -140,13 +140,36 @@ def test_no_cluster_is_one_line_and_exit_1(tmp_path: Path, capsys: pytest.Captur
     assert args.func(args) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("zonal explain: error:")
+    assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}: connection refused" in err
 
 
-def test_missing_kubeconfig(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = parse("explain", "pvc", "x", "--kubeconfig", str(tmp_path / "absent"))
+@pytest.mark.parametrize(
+    ("content", "extra", "cause"),
+    [
+        (None, [], "does not exist"),
+        ("clusters: [\n", [], "is not valid YAML"),  # the reported case: a traceback ending in yaml's error
+        ("", [], "holds no clusters or contexts"),
+        ("DIR", [], "cannot be read"),
+        ("GOOD", ["--context", "nope"], "has no context 'nope' (it has: c, other)"),
+    ],
+    ids=["missing", "broken-yaml", "empty", "a-directory", "unknown-context"],
+)
+def test_a_kubeconfig_that_cannot_be_used_is_one_line_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, extra: list[str], cause: str
+) -> None:
+    path = tmp_path / "kc"
+    if content == "DIR":
+        path.mkdir()
+    elif content == "GOOD":
+        kubeconfig(path, "http://127.0.0.1:1")
+    elif content is not None:
+        path.write_text(content)
+    args = parse("explain", "pvc", "x", "--kubeconfig", str(path), *extra)
     assert args.func(args) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "kube-config" in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith(f"zonal explain: error: kubeconfig {path} ")
+    assert cause in err and "pass --kubeconfig PATH (or set KUBECONFIG)" in err
 
 
 def test_cloud_choice(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,3 +190,39 @@ def test_targets() -> None:
     assert parse_target("apps/web-0") == ("apps", "web-0")
     with pytest.raises(Exception, match="NAMESPACE/NAME"):
         parse_target("a/b/c")
+
+
+@pytest.mark.parametrize(
+    ("status", "when", "headline"),
+    [
+        (
+            "sent",
+            "sent to CreateVolume (recorded on the PV in zonal.dev/accessibility-requirements)",
+            "sent to CreateVolume (recorded on the PV in zonal.dev/accessibility-requirements)",
+        ),
+        (
+            "computed",
+            "would be sent now (recomputed from the cluster as it is)",
+            "computed, would be sent now (recomputed from the cluster as it is)",
+        ),
+        ("computed", "will be sent", "computed, will be sent"),
+        ("none", "will be sent", "none: CreateVolume will get no accessibility requirements"),
+        (
+            "none",
+            "would be sent now (recomputed from the cluster as it is)",
+            "none: CreateVolume would get no accessibility requirements",
+        ),
+        (
+            "waiting",
+            "will be sent",
+            "waiting: computed once the scheduler picks a node for a pod using the claim",
+        ),
+        ("unavailable", "will be sent", "unavailable: cannot be computed from the cluster as it is"),
+    ],
+)
+def test_the_requirements_line_reads_as_a_sentence(status: str, when: str, headline: str) -> None:
+    """The demo's explain printed "requirements sent, were sent (recorded …)"."""
+    from provisioner.cli.explain import requirements_headline
+    from provisioner.explain.report import RequirementsInfo
+
+    assert requirements_headline(RequirementsInfo(status=status, when=when)) == headline

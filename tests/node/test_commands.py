@@ -93,6 +93,9 @@ def test_kill_all_ends_running_commands_and_those_started_after(tmp_path: Path) 
     worker.start()
     pid = _pid(pidfile)
     try:
+        # The command may write its pid before run() has registered its group (Popen returns after
+        # the exec): wait for the registration, not a moment.
+        assert _until(lambda: len(LIVE.running()) == 1)
         assert LIVE.kill_all() == 1
         worker.join(10)
         assert isinstance(errors[0], Unavailable) and "shutting down" in str(errors[0])

@@ -10,11 +10,12 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, OperationInProgress, ResourceExhausted, Unavailable
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.csi import ControllerCapability, PluginCapability
+from provisioner.ports.csi import Cancelled, ControllerCapability, PluginCapability
 from provisioner.ports.kube import Kind, Obj
 from provisioner.provisioning.loop import DriverFacts, ProvisionerLoop, discover_driver, run_provisioner
 from provisioner.provisioning.settings import ProvisionerConfig
 from provisioner.provisioning.workqueue import Backoff
+from tests.fakes.clock import FakeClock
 from tests.fakes.csi_client import FakeCsiClient
 from tests.fakes.kube import ZONE, FakeKube, claim, storage_class
 from tests.provisioner.conftest import DRIVER
@@ -234,3 +235,43 @@ def test_two_replicas_with_leader_election_provision_each_claim_once(
     for t in threads:
         t.join(timeout=5)
     assert ZONE in kube.objects(Kind.NODE)[0]["metadata"]["labels"]
+
+
+class _LateDriver(FakeCsiClient):
+    """A driver whose Probe fails ``failures`` times (each try moves the clock 3 s), then answers; with
+    ``stop`` it never answers and sets ``stop`` instead."""
+
+    def __init__(self, clock: FakeClock, failures: int, stop: threading.Event | None = None) -> None:
+        super().__init__()
+        self.clock, self.failures, self.stop, self.probes = clock, failures, stop, 0
+
+    def probe(self) -> bool:
+        self.probes += 1
+        self.clock.advance(3.0)
+        if self.probes > self.failures and self.stop is None:
+            return True
+        if self.probes > self.failures and self.stop is not None:
+            self.stop.set()
+        raise Unavailable("no socket at /x")
+
+
+def test_discover_driver_reports_its_wait_every_interval_of_clock_time() -> None:
+    clock = FakeClock()
+    reports: list[tuple[float, str]] = []
+    found = discover_driver(
+        _LateDriver(clock, failures=10),
+        clock,
+        threading.Event(),
+        probe_interval=0.0,
+        report=lambda seconds, error: reports.append((seconds, error)),
+        report_every=10.0,
+    )
+    assert found.name == "zonal.csi.dev"
+    # Ten failed probes of 3 s each: a report at the first probe at or past each 10 s mark.
+    assert reports == [(12.0, "no socket at /x"), (24.0, "no socket at /x")]
+
+
+def test_discover_driver_stopped_while_waiting_is_cancelled_not_an_error() -> None:
+    clock, stop = FakeClock(), threading.Event()
+    with pytest.raises(Cancelled, match="stopped before the CSI driver answered"):
+        discover_driver(_LateDriver(clock, 2, stop), clock, stop, probe_interval=0.0)

@@ -23,14 +23,10 @@ from provisioner.csi.server import Services, start_server
 from provisioner.doctor import run_doctor
 from provisioner.doctor.findings import CLAIM_AT_RISK
 from provisioner.embedded.demo import story
-from provisioner.embedded.demo.support import PodVolume, mount_source
+from provisioner.embedded.demo.support import PodVolume, mount_source, node_core
 from provisioner.embedded.demo.ui import StepFailed, Ui
 from provisioner.errors import NotFound
 from provisioner.model import VolumeState
-from provisioner.mount.devices import SysfsDeviceResolver
-from provisioner.mount.linux import LinuxMounter
-from provisioner.node import NodeConfig, NodeCore
-from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.kube import Kind
 from provisioner.ports.node import NodeMetadata
@@ -151,7 +147,7 @@ class RelocationStory:
         expected = f"hello from {story.NODES[story.POD_NODE]} in {old_zone}\n"
         if text != expected:
             raise StepFailed(f"read {text!r} in {zone}, expected {expected!r}")
-        ui.ok(f"{node}'s node plugin mounted it from {mount_source(str(pod.target))}; read {text.strip()!r}")
+        ui.ok(f"{node}'s node plugin mounted it from {mount_source(str(pod.target))}; read “{text.strip()}”")
         if not pod.release():
             raise StepFailed("a mount was left behind")
 
@@ -166,14 +162,7 @@ class RelocationStory:
             region=story.REGION,
             source="embedded",
         )
-        core = NodeCore(
-            LinuxMounter(),
-            SysfsDeviceResolver(),
-            resolve_metadata([], metadata),
-            NodeConfig(),
-            SystemClock(),
-            log,
-        )
+        core = node_core(metadata, demo.emb.state_dir, demo.folder / f"{node}-state", log)
         server = start_server(
             ServerConfig(endpoint=f"unix://{demo.folder / (node + '.sock')}", mode="node", max_workers=8),
             Services(

@@ -26,8 +26,9 @@ import os
 import signal
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import grpc
@@ -50,16 +51,14 @@ from provisioner.embedded.demo.support import (
     mount_source,
     unmount_below,
 )
+from provisioner.embedded.demo.support import node_core as node_core_for
 from provisioner.embedded.demo.ui import StepFailed, Ui
 from provisioner.embedded.kube.controllers import PvController
 from provisioner.embedded.kube.fakeapi import FakeApiServer, kubeconfig_for
 from provisioner.embedded.kube.memory import MemoryKube
+from provisioner.embedded.ledger import Ledger, start
 from provisioner.errors import NotFound
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, VolumeState
-from provisioner.mount.devices import SysfsDeviceResolver
-from provisioner.mount.linux import LinuxMounter
-from provisioner.node import NodeConfig, NodeCore
-from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
 from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest, CsiClient
 from provisioner.ports.kube import Kind, Obj
@@ -76,10 +75,16 @@ ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
 ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
 
 
+def segment_text(segment: Mapping[str, str]) -> str:
+    """A topology segment as people write it: ``{topology.kubernetes.io/zone=us-east-1a}``."""
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(segment.items())) + "}"
+
+
 class Demo:
-    def __init__(self, ui: Ui, folder: Path) -> None:
+    def __init__(self, ui: Ui, folder: Path, ledger: Ledger | None = None) -> None:
         self.ui = ui
         self.folder = folder
+        self.ledger = ledger
         self.socket = folder / "csi.sock"
         self.cleanups: list[tuple[str, Callable[[], None]]] = []
         self.kube = MemoryKube()
@@ -98,7 +103,12 @@ class Demo:
         ui = self.ui
         ui.step(f"Embedded EC2 in {REGION} with zones {', '.join(ZONES)}")
         emb = embedded_cli.build_embedded(
-            REGION, ZONES, ZONES[POD_NODE], state_dir=str(self.folder / "ebs"), back_devices=self.root
+            REGION,
+            ZONES,
+            ZONES[POD_NODE],
+            state_dir=str(self.folder / "ebs"),
+            back_devices=self.root,
+            ledger=self.ledger,
         )
         self.emb = emb
         self.cleanups.append(("embedded EC2", emb.close))
@@ -111,10 +121,7 @@ class Demo:
         core = ControllerCore(
             emb.cloud, SystemClock(), DriverConfig(self.driver, __version__), ControllerConfig()
         )
-        node_meta = resolve_metadata([], emb.node)
-        node_core = NodeCore(
-            LinuxMounter(), SysfsDeviceResolver(), node_meta, NodeConfig(), SystemClock(), log
-        )
+        node_core = node_core_for(emb.node, emb.state_dir, self.folder / "node-state", log)
         identity = IdentityService(self.driver, __version__, controller=True, probe=core.probe)
         self.server = start_server(
             ServerConfig(endpoint=f"unix://{self.socket}", mode="all", max_workers=64),
@@ -230,14 +237,11 @@ class Demo:
             self.ui.info("accessibility_requirements: none")
             return
 
-        def seg(s: Any) -> str:
-            return "{" + ", ".join(f"{k}={v}" for k, v in sorted(s.items())) + "}"
-
         self.ui.info("accessibility_requirements sent to CreateVolume:")
         for label, segments in (("requisite", req.requisite), ("preferred", req.preferred)):
             self.ui.info(f"  {label}:")
             for i, s in enumerate(segments):
-                self.ui.info(f"    [{i}] {seg(s)}")
+                self.ui.info(f"    [{i}] {segment_text(s)}")
 
     def ebs_zone(self, volume_id: str) -> str:
         assert self.emb is not None
@@ -356,7 +360,7 @@ class Demo:
         back = (pod.target / "hello.txt").read_text()
         if back != message:
             raise StepFailed(f"read back {back!r}, wrote {message!r}")
-        ui.ok(f"wrote and read {pod.target / 'hello.txt'}: {back.strip()!r}")
+        ui.ok(f"wrote and read {pod.target / 'hello.txt'}: “{back.strip()}”")
 
         ui.step("The pod goes away: unpublish, unstage, detach")
         if not pod.release():
@@ -377,11 +381,11 @@ class Demo:
             request, answer = ui.wait_for(f"waiting for CreateVolume of {name}", self._sent(c), 60)
             zone = self.ebs_zone(answer.volume_id)
             first = (
-                request.requirement.preferred[0]
+                segment_text(request.requirement.preferred[0])
                 if request.requirement and request.requirement.preferred
-                else {}
+                else "none"
             )
-            ui.info(f"{name}: preferred[0]={dict(first)} → {answer.volume_id} in {zone}")
+            ui.info(f"{name}: preferred first {first} → {answer.volume_id} in {zone}")
             if zone not in allowed:
                 raise StepFailed(f"{name} landed in {zone}, outside allowedTopologies {allowed}")
             zones.append(zone)
@@ -415,6 +419,11 @@ class Demo:
         }
         env_file = self.folder / "env"
         env_file.write_text("".join(f"export {k}={v}\n" for k, v in env.items()))
+        # From here a stop signal ends the wait below (exit 0), even while the instructions print.
+        stop = threading.Event()
+        previous = {
+            s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
         ui = self.ui
         ui.title("Left running for exploration (Ctrl-C to clean up and stop)")
         ui.info(f"In another shell, first: . {env_file}   (it exports the following)")
@@ -427,8 +436,6 @@ class Demo:
             ui.info(f"{command:<55} # {what}")
         ui.info(f"zonal csi --endpoint unix://{self.socket} list-volumes")
         ui.info("kubectl get pv -o yaml")
-        stop = threading.Event()
-        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             stop.wait()
         finally:
@@ -446,14 +453,33 @@ class Demo:
         unmount_below(self.folder)
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)  # unwinds through every cleanup below
+
+
 def run(args: argparse.Namespace) -> int:
     if args.verbosity == 0:
         # The story is told by the steps; the components' own logs only with -v.
         logging.getLogger("zonal").setLevel(logging.WARNING)
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) stops the demo like Ctrl-C: everything it made is
+    # released. What a kill -9 leaves, the next demo or embedded start releases (the ledger).
+    previous = {s: signal.signal(s, _interrupted) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        ledger = start(args.runtime_dir)
+        try:
+            return _run(args, ledger)
+        finally:
+            ledger.close()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _run(args: argparse.Namespace, ledger: Ledger) -> int:
     ui = Ui()
-    with demo_folder(args.dir) as folder:
+    with demo_folder(args.dir, ledger) as folder:
         ui.title(f"zonal {__version__} demo — topology-aware EBS provisioning, on this machine")
-        demo = Demo(ui, folder)
+        demo = Demo(ui, folder, ledger)
         try:
             demo.start()
             if args.immediate:

@@ -1,9 +1,10 @@
 """Pieces of ``zonal demo`` that are not the story itself: the recording CSI client, mount and
-and folder helpers. Kept apart so story.py reads as the story."""
+folder helpers. Kept apart so story.py reads as the story."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,15 @@ import grpc
 from provisioner.cli import CliError
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.client import GrpcCsiClient
+from provisioner.embedded.ledger import Ledger, remove_folder
+from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import LinuxMounter
+from provisioner.mount.state import FileNodeState
+from provisioner.node import NodeConfig, NodeCore
+from provisioner.node_metadata import resolve_metadata
+from provisioner.ports.clock import SystemClock
 from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest
+from provisioner.ports.node import NodeMetadata
 
 
 class RecordingCsi:
@@ -32,6 +40,23 @@ class RecordingCsi:
         answer = self.inner.create_volume(request)
         self.created.append((request, answer))
         return answer
+
+
+def node_core(
+    metadata: NodeMetadata, cloud_folder: Path, state_folder: Path, log: logging.Logger
+) -> NodeCore:
+    """A demo node's core, built as ``zonal all --cloud embedded`` builds its own: loop devices count
+    as volumes only when their file is in the embedded cloud's folder, and what the node mounts is
+    recorded in its own state folder (so unstage/unpublish can prove it)."""
+    return NodeCore(
+        LinuxMounter(),
+        SysfsDeviceResolver(loop_dirs=(str(cloud_folder),)),
+        resolve_metadata([], metadata),
+        NodeConfig(),
+        SystemClock(),
+        log,
+        state=FileNodeState(state_folder),
+    )
 
 
 def mount_source(path: str) -> str:
@@ -59,7 +84,9 @@ def unmount_below(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def demo_folder(path: str) -> Iterator[Path]:
+def demo_folder(path: str, ledger: Ledger | None = None) -> Iterator[Path]:
+    """``--dir`` (made if missing, kept afterwards), or a new temporary folder that is recorded in the
+    ``ledger`` and removed at the end — never while something is still mounted below it."""
     if path:
         p = Path(path).resolve()
         try:
@@ -68,8 +95,14 @@ def demo_folder(path: str) -> Iterator[Path]:
             raise CliError(f"--dir {path}: {e.strerror}") from e
         yield p
         return
-    with tempfile.TemporaryDirectory(prefix="zonal-demo-") as tmp:
-        yield Path(tmp)
+    tmp = Path(tempfile.mkdtemp(prefix="zonal-demo-")).resolve()
+    if ledger is not None:
+        ledger.folder_made(tmp)
+    try:
+        yield tmp
+    finally:
+        if remove_folder(str(tmp)) and ledger is not None:
+            ledger.folder_removed(tmp)
 
 
 MOUNT_EXT4 = csi_pb2.VolumeCapability(

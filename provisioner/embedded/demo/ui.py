@@ -28,6 +28,7 @@ class Ui:
         self.tty = tty
         self.color = tty if color is None else color
         self.steps = 0
+        self.progress_every = 10.0  # seconds between "still waiting" lines when not on a terminal
 
     def _c(self, code: str, text: str) -> str:
         return f"\033[{code}m{text}\033[0m" if self.color else text
@@ -60,14 +61,17 @@ class Ui:
         print(text, file=self.out, flush=True)
 
     @contextmanager
-    def spinner(self, text: str) -> Iterator[None]:
-        """Show ``text`` with a spinner (TTY) or once with an ellipsis (pipes, CI logs)."""
-        if not self.tty:
-            self._print(f"       … {text}")
-            yield
-            return
+    def spinner(self, text: str, timeout: float | None = None) -> Iterator[None]:
+        """Show ``text`` with a spinner and the time waited (TTY), or with an ellipsis and then a line
+        every :attr:`progress_every` seconds saying how long so far (pipes, CI logs)."""
         done = threading.Event()
         start = time.monotonic()
+        limit = f" of {timeout:.0f}s" if timeout else ""
+
+        def report() -> None:
+            while not done.wait(self.progress_every):
+                waited = time.monotonic() - start
+                self._print(f"       … {text}: still waiting ({waited:.0f}s{limit} so far)")
 
         def spin() -> None:
             for frame in itertools.cycle("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"):
@@ -79,7 +83,9 @@ class Ui:
             self.out.write("\r\033[K")
             self.out.flush()
 
-        thread = threading.Thread(target=spin, daemon=True)
+        if not self.tty:
+            self._print(f"       … {text}")
+        thread = threading.Thread(target=spin if self.tty else report, daemon=True)
         thread.start()
         try:
             yield
@@ -90,7 +96,7 @@ class Ui:
     def wait_for(self, text: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
         """Poll ``check`` until it returns something, under a spinner; StepFailed on timeout."""
         deadline = time.monotonic() + timeout
-        with self.spinner(text):
+        with self.spinner(text, timeout):
             while True:
                 value = check()
                 if value is not None:

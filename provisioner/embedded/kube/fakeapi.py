@@ -2,7 +2,8 @@
 
 Why it exists: the adapter over the official client must be tested through the client's real code paths
 (URL building, JSON (de)serialization, chunked watch streams, Status errors). This serves the REST
-paths the loop uses: ``/api/v1/...`` and ``/apis/<group>/<version>/...``, namespaced or not; list and
+paths the loop uses: ``/api/v1/...`` and ``/apis/<group>/<version>/...``, namespaced or not, and the
+discovery documents kubectl reads first (:mod:`.discovery`: ``/api``, ``/apis``, ``/api/v1``, …); list and
 ``?watch=1`` (one JSON event per line, ``ERROR`` 410 event when the version expired); GET, POST, PUT,
 merge PATCH, DELETE; errors as ``Status`` objects. Run standalone with
 ``python -m provisioner.embedded.kube.fakeapi``.
@@ -17,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from provisioner.embedded.kube import discovery
 from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.ports.kube import (
     Kind,
@@ -94,6 +96,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         url = urlparse(self.path)
+        if method == "GET":
+            address: Any = self.server.server_address
+            found = discovery.document(url.path, f"{address[0]!s}:{address[1]}")
+            if found is not None:  # what kubectl asks before anything else
+                self._send(200, found)
+                return
         route = _route(url.path)
         if route is None:
             self._send(404, _status(404, "NotFound", f"no route for {url.path}"))
