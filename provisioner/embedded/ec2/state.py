@@ -26,17 +26,8 @@ from moto.ec2.exceptions import EC2ClientError, InvalidVolumeAttachmentError, Mi
 from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachment, VolumeModification
 
+from provisioner.embedded.ec2 import events as ev
 from provisioner.embedded.ec2.config import Delays
-from provisioner.embedded.ec2.events import (
-    Attached,
-    Deleted,
-    Detached,
-    HookEvent,
-    Resized,
-    SnapshotCreated,
-    SnapshotDeleted,
-    VolumeRestored,
-)
 from provisioner.embedded.ec2.faults import Chance
 from provisioner.embedded.idempotency import SeenTokens, TokenMismatch
 from provisioner.ports.clock import Clock
@@ -49,7 +40,7 @@ class RequestContext:
     action: str
     client_token: str | None = None
     signature: tuple[tuple[str, str], ...] = ()
-    events: list[HookEvent] = field(default_factory=list)
+    events: list[ev.HookEvent] = field(default_factory=list)
 
 
 _local = threading.local()
@@ -329,7 +320,7 @@ class Graft:
         sim = _adopt_volume(volume, self.life, self.life.now() + delay, self.life.chance.volume_fails())
         self.tokens.record(ctx.client_token, ctx.signature, sim)
         if snapshot_id:  # only a fresh volume: a ClientToken replay returned above
-            ctx.events.append(VolumeRestored(sim.id, str(snapshot_id), int(sim.size)))
+            ctx.events.append(ev.VolumeRestored(sim.id, str(snapshot_id), int(sim.size)))
         return sim
 
     def _device_taken(self, instance: Any, device: str) -> bool:
@@ -369,7 +360,7 @@ class Graft:
         if att is None:
             return None
         sim = _adopt_attachment(att, self.life, self.life.now() + self.life.delays.attach)
-        ctx.events.append(Attached(volume_id, instance_id, device, int(volume.size)))
+        ctx.events.append(ev.Attached(volume_id, instance_id, device, int(volume.size)))
         return sim
 
     def detach_volume(self, *args: Any, **kwargs: Any) -> VolumeAttachment:
@@ -391,7 +382,7 @@ class Graft:
         ghost._zonal_detached_at = self.life.now() + self.life.delays.detach
         if isinstance(volume, SimVolume) and not ghost.gone():
             volume.attachment = ghost  # EC2 keeps the volume in-use while it detaches
-        ctx.events.append(Detached(volume_id, ghost.instance.id))
+        ctx.events.append(ev.Detached(volume_id, ghost.instance.id))
         return ghost
 
     def delete_volume(self, *args: Any, **kwargs: Any) -> Volume:
@@ -400,7 +391,7 @@ class Graft:
         if ctx is not None:
             if isinstance(volume, SimVolume):
                 volume._zonal_deleted = True
-            ctx.events.append(Deleted(volume.id))
+            ctx.events.append(ev.Deleted(volume.id))
         return volume
 
     def modify_volume(self, *args: Any, **kwargs: Any) -> Volume:
@@ -440,7 +431,7 @@ class Graft:
         modification._zonal_started_at = self.life.now()
         if int(volume.size) != old_size:
             volume.size = int(volume.size)
-            ctx.events.append(Resized(volume_id, int(volume.size)))
+            ctx.events.append(ev.Resized(volume_id, int(volume.size)))
         return result
 
     def create_snapshot(self, *args: Any, **kwargs: Any) -> Snapshot:
@@ -449,7 +440,7 @@ class Graft:
         if ctx is None:
             return snapshot
         # EC2 snapshots are point in time at CreateSnapshot, however long they stay pending.
-        ctx.events.append(SnapshotCreated(snapshot.id, snapshot.volume.id))
+        ctx.events.append(ev.SnapshotCreated(snapshot.id, snapshot.volume.id))
         snapshot.__dict__.pop("status", None)
         snapshot.__class__ = SimSnapshot
         sim: SimSnapshot = snapshot  # type: ignore[assignment]
@@ -463,5 +454,5 @@ class Graft:
         snapshot: Snapshot = self._delete_snapshot(*args, **kwargs)
         ctx = _acting("DeleteSnapshot")
         if ctx is not None:
-            ctx.events.append(SnapshotDeleted(snapshot.id))
+            ctx.events.append(ev.SnapshotDeleted(snapshot.id))
         return snapshot
