@@ -6,7 +6,7 @@ existing dashboards translate by prefix):
 - ``zonal_csi_rpc_total{method,code}`` and ``zonal_csi_rpc_duration_seconds{method}``
 - ``zonal_ec2_api_request_duration_seconds{request}``, ``zonal_ec2_api_request_errors_total{request,error}``,
   ``zonal_ec2_api_request_throttles_total{request}``
-- ``zonal_inflight_operations{kind}``
+- ``zonal_inflight_operations{kind}`` (operations the ``controller`` and ``node`` in-flight guards hold)
 - ``zonal_provisioner_queue_depth{queue}``, ``zonal_provisioner_claim_duration_seconds{result}``
 
 This module records numbers only; serving them over HTTP is the CLI's job. It is the only module that
@@ -80,6 +80,9 @@ class Metrics:
             self.ec2_errors.labels(request, error).inc()
         if throttled:
             self.ec2_throttles.labels(request).inc()
+
+    def inflight_changed(self, kind: str, count: int) -> None:
+        self.inflight.labels(kind).set(count)
 
     def watch_queue_depth(self, queue: str, depth: Callable[[], int]) -> None:
         # Read at scrape time, so the gauge is never stale.
