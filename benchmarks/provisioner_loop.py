@@ -31,16 +31,14 @@ from provisioner.embedded.kube.fakeapi import FakeApiServer
 from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.model import ZONE_KEY
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import (
-    CTRL_CREATE_DELETE_VOLUME,
-    PLUGIN_ACCESSIBILITY_CONSTRAINTS,
-    PLUGIN_CONTROLLER_SERVICE,
+from provisioner.ports.csi import (
+    ControllerCapability,
     CreatedVolume,
     CreateVolumeRequest,
-    Kind,
-    KubeApi,
+    PluginCapability,
     PluginInfo,
 )
+from provisioner.ports.kube import Kind, KubeApi
 from provisioner.provisioning import ProvisionerConfig
 from provisioner.provisioning.loop import ProvisionerLoop, discover_driver
 
@@ -61,11 +59,13 @@ class InstantCsi:
     def plugin_info(self) -> PluginInfo:
         return PluginInfo(DRIVER, "bench")
 
-    def plugin_capabilities(self) -> frozenset[str]:
-        return frozenset({PLUGIN_CONTROLLER_SERVICE, PLUGIN_ACCESSIBILITY_CONSTRAINTS})
+    def plugin_capabilities(self) -> frozenset[PluginCapability]:
+        return frozenset(
+            {PluginCapability.CONTROLLER_SERVICE, PluginCapability.VOLUME_ACCESSIBILITY_CONSTRAINTS}
+        )
 
-    def controller_capabilities(self) -> frozenset[str]:
-        return frozenset({CTRL_CREATE_DELETE_VOLUME})
+    def controller_capabilities(self) -> frozenset[ControllerCapability]:
+        return frozenset({ControllerCapability.CREATE_DELETE_VOLUME})
 
     def create_volume(self, request: CreateVolumeRequest) -> CreatedVolume:
         with self._lock:

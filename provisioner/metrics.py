@@ -8,7 +8,7 @@ existing dashboards translate by prefix):
   ``zonal_ec2_api_request_throttles_total{request}``
 - ``zonal_ec2_limiter_rate{request}``: the client-side limiter's current rate (calls per second) for each
   mutating EC2 action, as it has found the account's rate
-- ``zonal_inflight_operations{kind}``
+- ``zonal_inflight_operations{kind}`` (operations the ``controller`` and ``node`` in-flight guards hold)
 - ``zonal_provisioner_queue_depth{queue}``, ``zonal_provisioner_claim_duration_seconds{result}``
 
 This module records numbers only; serving them over HTTP is the CLI's job. It is the only module that
@@ -92,6 +92,9 @@ class Metrics:
     def watch_ec2_rate(self, request: str, rate: Callable[[], float]) -> None:
         # Read at scrape time: the limiter changes its rate continuously while it probes.
         self.ec2_rate.labels(request).set_function(rate)
+
+    def inflight_changed(self, kind: str, count: int) -> None:
+        self.inflight.labels(kind).set(count)
 
     def watch_queue_depth(self, queue: str, depth: Callable[[], int]) -> None:
         # Read at scrape time, so the gauge is never stale.

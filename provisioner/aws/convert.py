@@ -11,7 +11,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from provisioner.model import Attachment, Instance, Snapshot, Volume, VolumeState, Zone
+from provisioner.model import (
+    TAG_VOLUME_NAME,
+    Attachment,
+    Instance,
+    Snapshot,
+    Volume,
+    VolumeSpec,
+    VolumeState,
+    Zone,
+)
 from provisioner.ports.cloud import VolumeModification
 
 if TYPE_CHECKING:
@@ -132,3 +141,27 @@ def to_zones(raw: Sequence[Raw]) -> tuple[Zone, ...]:
         Zone(name=str(z["ZoneName"]), zone_id=str(z.get("ZoneId", "")), state=str(z.get("State", "")))
         for z in raw
     )
+
+
+def volume_request(spec: VolumeSpec, client_token: str, **where: str) -> dict[str, Any]:
+    """The parameters CreateVolume and CopyVolumes share. ``CSIVolumeName`` is always among the tags;
+    optional attributes are sent only when set, so EC2's defaults (and encryption by default) apply."""
+    tags = {**spec.tags, TAG_VOLUME_NAME: spec.name}
+    request: dict[str, Any] = {
+        **where,
+        "Size": spec.size_gib,
+        "VolumeType": spec.volume_type,
+        "ClientToken": client_token,
+        "TagSpecifications": tag_specifications("volume", tags),
+    }
+    if spec.encrypted or spec.kms_key_id:
+        request["Encrypted"] = True
+    if spec.kms_key_id:
+        request["KmsKeyId"] = spec.kms_key_id
+    if spec.iops is not None:
+        request["Iops"] = spec.iops
+    if spec.throughput is not None:
+        request["Throughput"] = spec.throughput
+    if spec.multi_attach:
+        request["MultiAttachEnabled"] = True
+    return request

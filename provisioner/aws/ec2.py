@@ -130,7 +130,7 @@ class Ec2Cloud(EbsExtras):
         Optional attributes are sent only when set, so EC2's defaults (and account-level encryption
         by default) apply otherwise.
         """
-        request = _volume_request(spec, client_token, AvailabilityZone=zone)
+        request = convert.volume_request(spec, client_token, AvailabilityZone=zone)
         if spec.snapshot_id:
             request["SnapshotId"] = spec.snapshot_id
             if spec.initialization_rate:
@@ -146,7 +146,7 @@ class Ec2Cloud(EbsExtras):
         later clones go straight to the caller's snapshot-then-restore fallback."""
         if self._copy_unsupported:
             raise Unimplemented("this EC2 endpoint does not offer CopyVolumes")
-        request = _volume_request(spec, client_token, SourceVolumeId=source_volume_id)
+        request = convert.volume_request(spec, client_token, SourceVolumeId=source_volume_id)
         try:
             with translated(f"copy of volume {source_volume_id} as {spec.name!r}", _COPY_UNSUPPORTED):
                 raw = self._ec2.copy_volumes(**request)["Volumes"]
@@ -466,27 +466,3 @@ _COPY_UNSUPPORTED: Mapping[str, type[ZonalError]] = {
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _volume_request(spec: VolumeSpec, client_token: str, **where: str) -> dict[str, Any]:
-    """The parameters CreateVolume and CopyVolumes share. ``CSIVolumeName`` is always among the tags;
-    optional attributes are sent only when set, so EC2's defaults (and encryption by default) apply."""
-    tags = {**spec.tags, TAG_VOLUME_NAME: spec.name}
-    request: dict[str, Any] = {
-        **where,
-        "Size": spec.size_gib,
-        "VolumeType": spec.volume_type,
-        "ClientToken": client_token,
-        "TagSpecifications": convert.tag_specifications("volume", tags),
-    }
-    if spec.encrypted or spec.kms_key_id:
-        request["Encrypted"] = True
-    if spec.kms_key_id:
-        request["KmsKeyId"] = spec.kms_key_id
-    if spec.iops is not None:
-        request["Iops"] = spec.iops
-    if spec.throughput is not None:
-        request["Throughput"] = spec.throughput
-    if spec.multi_attach:
-        request["MultiAttachEnabled"] = True
-    return request

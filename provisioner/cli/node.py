@@ -26,6 +26,7 @@ from provisioner.mount.state import DEFAULT_STATE_DIR, FileNodeState
 from provisioner.node import DEFAULT_METADATA_SOURCES, KNOWN_METADATA_SOURCES, NodeConfig, NodeCore
 from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
+from provisioner.ports.csi import InFlight
 from provisioner.ports.node import Metadata, NodeMetadata
 
 log = logging.getLogger("zonal.node")
@@ -118,6 +119,7 @@ def build_node_service(
     metadata: NodeMetadata | None = None,
     environ: Mapping[str, str] | None = None,
     embedded_dir: str | os.PathLike[str] | None = None,
+    inflight: InFlight | None = None,
 ) -> NodeService:
     """The Node servicer for ``args``. ``metadata`` (the embedded cloud's instance) skips the sources;
     flags still override it. ``embedded_dir`` is the embedded cloud's folder: its loop devices are
@@ -152,6 +154,7 @@ def build_node_service(
         SystemClock(),
         log,
         state=FileNodeState(state_dir),
+        inflight=inflight,
     )
     return NodeService(core)
 

@@ -22,7 +22,7 @@ from provisioner.csi.endpoint import ENDPOINT_DEFAULT_HELP, ENDPOINT_FORMS, defa
 from provisioner.errors import FailedPrecondition, ZonalError
 from provisioner.metrics import Metrics
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import Cancelled
+from provisioner.ports.csi import Cancelled
 from provisioner.provisioning import ProvisionerConfig
 from provisioner.provisioning.loop import discover_driver, run_provisioner
 from provisioner.topology.requirements import RequirementFixes
@@ -264,8 +264,8 @@ def _run(config: ProvisionerConfig, stop: threading.Event) -> int:
         log.info(
             "driver %s: plugin %s, controller %s",
             facts.name,
-            sorted(facts.plugin_caps),
-            sorted(facts.controller_caps),
+            sorted(c.value for c in facts.plugin_caps),
+            sorted(c.value for c in facts.controller_caps),
         )
         endpoint = None
         metrics = Metrics()

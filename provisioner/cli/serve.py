@@ -40,6 +40,7 @@ from provisioner.csi.server import Services, serve_until_signalled, start_server
 from provisioner.metrics import Metrics
 from provisioner.mount import commands
 from provisioner.ports.clock import SystemClock
+from provisioner.ports.csi import InFlight
 
 log = logging.getLogger("zonal.serve")
 
@@ -198,7 +199,9 @@ def run(args: argparse.Namespace) -> int:
             node_metadata = emb.node
             embedded_dir = emb.state_dir
         if mode in ("node", "all"):
-            node_service = node.build_node_service(args, metadata=node_metadata, embedded_dir=embedded_dir)
+            node_service = node.build_node_service(
+                args, metadata=node_metadata, embedded_dir=embedded_dir, inflight=InFlight("node", metrics)
+            )
             # mkfs, fsck, resize, mount still running when zonal stops are killed, never left behind.
             on_signal = commands.kill_all
         if mode in ("controller", "all"):
@@ -220,6 +223,7 @@ def run(args: argparse.Namespace) -> int:
                     allow_foreign_volume_delete=args.allow_foreign_volume_delete,
                     lookup_before_create=args.lookup_before_create,
                 ),
+                inflight=InFlight("controller", metrics),
             )
             controller_service = ControllerService(core)
             probe = core.probe

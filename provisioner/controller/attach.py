@@ -17,14 +17,10 @@ import threading
 from collections.abc import Mapping
 
 from provisioner.config import ControllerConfig
-from provisioner.controller.common import (
-    PUBLISHED_STATES,
-    InFlight,
-    Waiter,
-    check_capability,
-    wants_multi_attach,
-)
+from provisioner.controller.checks import check_capability, wants_multi_attach
 from provisioner.controller.initialization import await_initialized
+from provisioner.controller.queries import PUBLISHED_STATES
+from provisioner.controller.waiter import Waiter
 from provisioner.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -37,6 +33,7 @@ from provisioner.errors import (
 from provisioner.model import Attachment, Instance, Volume, VolumeCapability, VolumeState
 from provisioner.ports.clock import Deadline
 from provisioner.ports.cloud import Cloud
+from provisioner.ports.csi import InFlight
 
 DEVICE_NAMES = tuple(f"/dev/xvd{a}{b}" for a in string.ascii_lowercase for b in string.ascii_lowercase)
 PUBLISH_CONTEXT_DEVICE_PATH = "devicePath"
@@ -88,7 +85,7 @@ class Attacher:
             raise InvalidArgument("volume_capability is required")
         check_capability(capability)
         until = self.waiter.deadline(deadline)
-        with self.inflight.guard(f"attach:{volume_id}:{node_id}", f"publishing {volume_id} to {node_id}"):
+        with self.inflight.hold(f"attach:{volume_id}:{node_id}", f"publishing {volume_id} to {node_id}"):
             # CSI: volume or node does not exist → NOT_FOUND (the cloud port raises it).
             volume = self.cloud.get_volume(volume_id)
             instance = self.cloud.get_instance(node_id)
@@ -133,7 +130,7 @@ class Attacher:
         self._unpublish(volume_id, node_id, until)
 
     def _unpublish(self, volume_id: str, node_id: str, until: Deadline) -> None:
-        with self.inflight.guard(f"attach:{volume_id}:{node_id}", f"unpublishing {volume_id} from {node_id}"):
+        with self.inflight.hold(f"attach:{volume_id}:{node_id}", f"unpublishing {volume_id} from {node_id}"):
             # CSI: an unknown volume or node, or a volume already detached, is unpublished → OK.
             try:
                 volume = self.cloud.get_volume(volume_id)

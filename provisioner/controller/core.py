@@ -22,9 +22,7 @@ choices:
 * Restore and clone (see :mod:`.sources`): the volume is at least its source's size (grown to it when
   the request is smaller, OUT_OF_RANGE only when ``limit_bytes`` forbids that); a clone is made in its
   source's zone. Snapshots are in :mod:`.snapshots`, expansion and modification in :mod:`.modify`.
-* ListVolumes pages itself: it lists this driver's volumes sorted by id and its token is the id of the
-  next entry, so any ``max_entries`` works (EC2's own MaxResults must be ≥ 5) and a token survives the
-  deletion of the volume it names.
+* ListVolumes, ControllerGetVolume and ValidateVolumeCapabilities are in :mod:`.queries`.
 """
 
 from __future__ import annotations
@@ -39,35 +37,24 @@ from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags
 from provisioner.controller.attach import Attacher
-from provisioner.controller.common import (
-    ControllerCapability,
-    CreatedVolume,
-    InFlight,
-    RecentVolumes,
-    Validation,
-    VolumeStatus,
-    Waiter,
-    check_capability,
-    check_tag_count,
-    is_owned,
-    owner_filter,
-    ownership_tags,
-    volume_label,
-    volume_status,
-    wants_multi_attach,
-    why_not_owned,
-)
+from provisioner.controller.checks import check_capability, check_tag_count, wants_multi_attach
 from provisioner.controller.existing import NameRequest, check_existing, check_zone
 from provisioner.controller.modify import Expanded, Modifier
+from provisioner.controller.ownership import (
+    check_deletable,
+    ownership_tags,
+    volume_label,
+)
+from provisioner.controller.queries import Queries, RecentVolumes, Validation, VolumeStatus
 from provisioner.controller.snapshots import Snapshotter
 from provisioner.controller.sources import SourcePlan, Sources, size_for
 from provisioner.controller.tokens import ClientTokens
+from provisioner.controller.waiter import Waiter
 from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
     Internal,
     InvalidArgument,
-    InvalidStartingToken,
     NotFound,
     OperationInProgress,
     Unimplemented,
@@ -91,11 +78,29 @@ from provisioner.model import (
 )
 from provisioner.ports.clock import Clock, Deadline
 from provisioner.ports.cloud import Cloud
+from provisioner.ports.csi import ControllerCapability, CreatedVolume, InFlight
 from provisioner.topology.zones import ZoneChoice, choose_zone
 
 SOURCE_ZONE = "source-volume"  # ZoneChoice.source of a clone: the zone of the volume it copies
 
-_LIST_PAGE = 1000
+
+# What ControllerGetCapabilities advertises: what this core implements, nothing more.
+CAPABILITIES = frozenset(
+    {
+        ControllerCapability.CREATE_DELETE_VOLUME,
+        ControllerCapability.PUBLISH_UNPUBLISH_VOLUME,
+        ControllerCapability.LIST_VOLUMES,
+        ControllerCapability.LIST_VOLUMES_PUBLISHED_NODES,
+        ControllerCapability.GET_VOLUME,
+        ControllerCapability.VOLUME_CONDITION,
+        ControllerCapability.CLONE_VOLUME,
+        ControllerCapability.CREATE_DELETE_SNAPSHOT,
+        ControllerCapability.LIST_SNAPSHOTS,
+        ControllerCapability.GET_SNAPSHOT,
+        ControllerCapability.EXPAND_VOLUME,
+        ControllerCapability.MODIFY_VOLUME,
+    }
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,6 +122,7 @@ class ControllerCore:
         driver: DriverConfig,
         config: ControllerConfig,
         logger: logging.Logger | None = None,
+        inflight: InFlight | None = None,
     ) -> None:
         self.cloud = cloud
         self.clock = clock
@@ -124,13 +130,14 @@ class ControllerCore:
         self.config = config
         self.log = logger or logging.getLogger(__name__)
         self.waiter = Waiter(clock, config)
-        self.inflight = InFlight()
+        self.inflight = inflight if inflight is not None else InFlight("controller")
         self.attacher = Attacher(cloud, self.waiter, config, self.inflight, self.log)
         self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log, clock)
         self.modifier = Modifier(cloud, self.waiter, config, self.log, driver.driver_name)
         self.sources = Sources(cloud, self.waiter, driver, self.log)
         self.tokens = ClientTokens(clock, config.token_mismatch_grace)
         self.recent = RecentVolumes(clock, config.validate_cache_seconds)
+        self.queries = Queries(cloud, driver, self.recent)
         self._lock = threading.Lock()
         self._probe_ok_at: float | None = None
 
@@ -190,7 +197,7 @@ class ControllerCore:
             initialization_rate=parsed.initialization_rate if plan.snapshot_id or plan.clone_of else None,
         )
         until = self.waiter.deadline(deadline)
-        with self.inflight.guard(f"create:{name}", f"creating volume {name}"):
+        with self.inflight.hold(f"create:{name}", f"creating volume {name}"):
             # A clone is looked up first: its retry would otherwise take a fresh intermediate snapshot
             # before EC2's token could answer with the first clone.
             if self.config.lookup_before_create or plan.clone_of:
@@ -224,7 +231,7 @@ class ControllerCore:
                         outcome = _Outcome(self._wait_available(outcome.volume, until))
             if outcome.name_reused:
                 return self._reuse(outcome.volume, parsed.volume_context, plan, until)
-            return self._created(outcome.volume, parsed.volume_context, choice, plan.source)
+            return self._created(outcome.volume, parsed.volume_context, plan.source)
 
     def _reuse(
         self, existing: Volume, context: Mapping[str, str], plan: SourcePlan, until: Deadline
@@ -233,7 +240,7 @@ class ControllerCore:
         volume = self._wait_available(existing, until)
         if plan.clone_of:
             self.sources.remove_intermediate(volume.name)
-        return self._created(volume, context, None, plan.source)
+        return self._created(volume, context, plan.source)
 
     def _clone(self, request: NameRequest, until: Deadline) -> _Outcome:
         """CopyVolumes if the endpoint has it, else snapshot-then-restore (see :mod:`.sources`)."""
@@ -332,11 +339,7 @@ class ControllerCore:
         return None if volume.state is VolumeState.CREATING else volume
 
     def _created(
-        self,
-        volume: Volume,
-        context: Mapping[str, str],
-        choice: ZoneChoice | None,
-        source: ContentSource | None = None,
+        self, volume: Volume, context: Mapping[str, str], source: ContentSource | None = None
     ) -> CreatedVolume:
         return CreatedVolume(
             volume_id=volume.volume_id,
@@ -345,7 +348,6 @@ class ControllerCore:
             # Read back from EC2, never echoed from the request (aws-ebs-csi-driver #2830).
             accessible_topology=({ZONE_KEY: volume.zone},),
             content_source=source,  # CSI: a volume made from a source echoes it
-            zone_choice=choice,
         )
 
     def delete_volume(self, volume_id: str, deadline: Deadline | None = None) -> None:
@@ -360,17 +362,13 @@ class ControllerCore:
             self.recent.forget(volume_id)  # ValidateVolumeCapabilities must not answer from before
 
     def _delete_volume(self, volume_id: str) -> None:
-        with self.inflight.guard(f"volume:{volume_id}", f"deleting volume {volume_id}"):
+        with self.inflight.hold(f"volume:{volume_id}", f"deleting volume {volume_id}"):
             try:
                 volume = self.cloud.get_volume(volume_id)
             except NotFound:
                 return  # CSI: deleting a volume that does not exist → OK
-            if not is_owned(volume, self.driver) and not self.config.allow_foreign_volume_delete:
-                reason = why_not_owned(volume.tags, self.driver, TAG_VOLUME_NAME)
-                raise FailedPrecondition(
-                    f"volume {volume_id} was not created by {self.driver.driver_name}: {reason}; "
-                    "refusing to delete it (see --allow-foreign-volume-delete)"
-                )
+            deletable = self.config.allow_foreign_volume_delete
+            check_deletable(f"volume {volume_id}", volume.tags, TAG_VOLUME_NAME, self.driver, deletable)
             attached = [a.instance_id for a in volume.attachments if a.state != "detached"]
             if attached:
                 # CSI: volume in use → FAILED_PRECONDITION.
@@ -399,7 +397,7 @@ class ControllerCore:
     def unpublish(self, volume_id: str, node_id: str, deadline: Deadline | None) -> None:
         self.attacher.unpublish(volume_id, node_id, deadline)
 
-    # Queries.
+    # Queries (see queries.py).
 
     def validate_capabilities(
         self,
@@ -408,66 +406,13 @@ class ControllerCore:
         volume_context: Mapping[str, str] | None = None,
         parameters: Mapping[str, str] | None = None,
     ) -> Validation:
-        if not volume_id:
-            raise InvalidArgument("volume_id is required")
-        if not capabilities:
-            raise InvalidArgument("volume_capabilities is required")
-        # CSI: volume does not exist → NOT_FOUND (a read up to validate_cache_seconds old).
-        volume = self.recent.get(volume_id, self.cloud.get_volume)
-        for capability in capabilities:
-            try:
-                check_capability(capability)
-            except InvalidArgument as e:
-                return Validation(False, e.message)
-            if wants_multi_attach(capability) and not volume.multi_attach:
-                return Validation(False, f"volume {volume_id} is not multi-attach")
-        if parameters:
-            try:
-                parsed = P.parse_parameters(parameters)
-            except InvalidArgument as e:
-                return Validation(False, e.message)
-            if parsed.volume_type != volume.volume_type:
-                return Validation(
-                    False, f"volume {volume_id} is {volume.volume_type}, not {parsed.volume_type}"
-                )
-        return Validation(True)
+        return self.queries.validate(volume_id, capabilities, parameters)
 
     def get_volume(self, volume_id: str) -> VolumeStatus:
-        if not volume_id:
-            raise InvalidArgument("volume_id is required")
-        return volume_status(self.cloud.get_volume(volume_id))  # CSI: does not exist → NOT_FOUND
+        return self.queries.get(volume_id)
 
     def list_volumes(self, max_entries: int = 0, starting_token: str = "") -> Page[VolumeStatus]:
-        if max_entries < 0:
-            raise InvalidArgument("max_entries must not be negative")
-        # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not is_volume_id(starting_token):
-            raise InvalidStartingToken(
-                f"starting_token {shown(starting_token)} was not issued by this plugin"
-            )
-        volumes: list[Volume] = []
-        token = ""
-        while True:
-            page = self.cloud.list_volumes(owner_filter(self.driver), _LIST_PAGE, token)
-            volumes.extend(page.items)
-            token = page.next_token
-            if not token:
-                break
-        ordered = sorted(
-            (
-                v
-                for v in volumes
-                if v.state not in (VolumeState.DELETING, VolumeState.DELETED) and is_owned(v, self.driver)
-            ),
-            key=lambda v: v.volume_id,
-        )
-        if starting_token:
-            ordered = [v for v in ordered if v.volume_id >= starting_token]
-        if max_entries and len(ordered) > max_entries:
-            return Page(
-                tuple(volume_status(v) for v in ordered[:max_entries]), ordered[max_entries].volume_id
-            )
-        return Page(tuple(volume_status(v) for v in ordered))
+        return self.queries.list(max_entries, starting_token)
 
     def probe(self) -> None:
         """Raises FailedPrecondition when the cloud cannot be used; success is cached for a while."""
@@ -487,7 +432,7 @@ class ControllerCore:
 
     def capabilities(self) -> frozenset[ControllerCapability]:
         """What ControllerGetCapabilities advertises: only what this core implements."""
-        return frozenset(ControllerCapability)
+        return CAPABILITIES
 
     # Snapshots (see snapshots.py).
 

@@ -5,7 +5,7 @@
 As aws-ebs-csi-driver: ``--k8s-tag-cluster-id=X`` writes ``kubernetes.io/cluster/X=owned``,
 ``Name=X-dynamic-<name>``, ``KubernetesCluster=X`` and ``ebs.csi.aws.com/cluster-name=X`` on volumes
 and snapshots (the in-tree plugin's tags, so tools that select by them keep working). These are extra
-tags only: which objects the driver owns is decided in :mod:`.common`, not here.
+tags only: which objects the driver owns is decided in :mod:`.ownership`, not here.
 ``allowAutoIOPSIncreaseOnModify=true`` is remembered on the volume as
 ``<driver>/AllowAutoIOPSIncreaseOnModify`` and ``<driver>/IOPSPerGb`` (aws-ebs-csi-driver's keys, so
 volumes it created keep the behaviour); on expansion the IOPS follow ``iopsPerGB × new size`` up to

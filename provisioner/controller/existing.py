@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from provisioner.config import DriverConfig
-from provisioner.controller.common import TAG_SOURCE_VOLUME, is_owned, volume_label
+from provisioner.controller.ownership import TAG_SOURCE_VOLUME, is_owned, volume_label
 from provisioner.controller.sources import SourcePlan
 from provisioner.errors import AlreadyExists
 from provisioner.model import GIB, CapacityRange, TopologyRequirement, Volume, VolumeSpec, Zone

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from provisioner.controller.common import Waiter
+from provisioner.controller.waiter import Waiter
 from provisioner.model import Volume
 from provisioner.params import CONTEXT_BLOCK_ATTACH
 from provisioner.ports.clock import Deadline

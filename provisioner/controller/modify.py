@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 
 from provisioner import params as P
 from provisioner.config import ControllerConfig
-from provisioner.controller.common import Waiter
 from provisioner.controller.drivertags import auto_iops
+from provisioner.controller.waiter import Waiter
 from provisioner.errors import (
     DeadlineExceeded,
     Internal,

@@ -29,15 +29,9 @@ from collections.abc import Iterator, Mapping
 
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags, snapshot_steps
-from provisioner.controller.common import (
-    InFlight,
-    check_tag_count,
-    is_owned,
-    owner_filter,
-    ownership_tags,
-    owns,
-    why_not_owned,
-)
+from provisioner.controller.checks import check_tag_count
+from provisioner.controller.ownership import check_deletable, is_owned, owner_filter, ownership_tags, owns
+from provisioner.controller.paging import EC2_PAGE, check_list_request, page_by_id, read_all
 from provisioner.controller.snapclass import (
     TAG_SNAPSHOT_CONTENT_NAME as TAG_SNAPSHOT_CONTENT_NAME,  # re-exported: the tags a snapshot gets
 )
@@ -48,7 +42,6 @@ from provisioner.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
-    InvalidStartingToken,
     NotFound,
     Unavailable,
     shown,
@@ -56,11 +49,10 @@ from provisioner.errors import (
 from provisioner.model import TAG_SNAPSHOT_NAME, Page, Snapshot, VolumeState, is_snapshot_id
 from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.cloud import Cloud
+from provisioner.ports.csi import InFlight
 
 # Marks the intermediate snapshot of a snapshot-then-restore clone (see sources.py); never listed.
 TAG_INTERMEDIATE = "zonal.dev/intermediate"
-
-_LIST_PAGE = 1000
 
 
 def is_owned_snapshot(snapshot: Snapshot, driver: DriverConfig) -> bool:
@@ -107,7 +99,7 @@ class Snapshotter:
             raise InvalidArgument("source_volume_id is required")
         cls = parse_snapshot_class(parameters, self.clock.time())
         self._check_zones(cls)
-        with self.inflight.guard(f"snapshot:{name}", f"creating snapshot {name}"):
+        with self.inflight.hold(f"snapshot:{name}", f"creating snapshot {name}"):
             existing = self.cloud.find_snapshot_by_name(name)
             if existing is not None:
                 existing = self._existing(existing, name, source_volume_id)
@@ -166,17 +158,15 @@ class Snapshotter:
         # CSI: an id the plugin cannot parse does not exist → OK.
         if not is_snapshot_id(snapshot_id):
             return
-        with self.inflight.guard(f"snapshot-id:{snapshot_id}", f"deleting snapshot {snapshot_id}"):
+        with self.inflight.hold(f"snapshot-id:{snapshot_id}", f"deleting snapshot {snapshot_id}"):
             try:
                 snapshot = self.cloud.get_snapshot(snapshot_id)
             except NotFound:
                 return  # CSI: deleting a snapshot that does not exist → OK
-            if not is_owned_snapshot(snapshot, self.driver) and not self.config.allow_foreign_volume_delete:
-                reason = why_not_owned(snapshot.tags, self.driver, TAG_SNAPSHOT_NAME)
-                raise FailedPrecondition(
-                    f"snapshot {snapshot_id} was not created by {self.driver.driver_name}: {reason}; "
-                    "refusing to delete it (see --allow-foreign-volume-delete)"
-                )
+            deletable = self.config.allow_foreign_volume_delete
+            check_deletable(
+                f"snapshot {snapshot_id}", snapshot.tags, TAG_SNAPSHOT_NAME, self.driver, deletable
+            )
             self._check_not_restoring(snapshot_id)
             try:
                 # EC2's InvalidSnapshot.InUse (e.g. an AMI uses it) → FAILED_PRECONDITION via the port.
@@ -197,20 +187,12 @@ class Snapshotter:
             )
 
     def _creating_from(self, snapshot_id: str) -> list[str]:
-        found: list[str] = []
-        token = ""
-        while True:
-            page = self.cloud.list_volumes(owner_filter(self.driver), _LIST_PAGE, token)
-            found.extend(
-                v.volume_id
-                for v in page.items
-                if v.snapshot_id == snapshot_id
-                and v.state is VolumeState.CREATING
-                and is_owned(v, self.driver)
-            )
-            token = page.next_token
-            if not token:
-                return found
+        volumes = read_all(lambda token: self.cloud.list_volumes(owner_filter(self.driver), EC2_PAGE, token))
+        return [
+            v.volume_id
+            for v in volumes
+            if v.snapshot_id == snapshot_id and v.state is VolumeState.CREATING and is_owned(v, self.driver)
+        ]
 
     def get(self, snapshot_id: str) -> Snapshot:
         if not snapshot_id:
@@ -226,13 +208,7 @@ class Snapshotter:
         max_entries: int = 0,
         starting_token: str = "",
     ) -> Page[Snapshot]:
-        if max_entries < 0:
-            raise InvalidArgument("max_entries must not be negative")
-        # CSI: a starting_token the plugin did not issue → ABORTED.
-        if starting_token and not is_snapshot_id(starting_token):
-            raise InvalidStartingToken(
-                f"starting_token {shown(starting_token)} was not issued by this plugin"
-            )
+        check_list_request(max_entries, starting_token, is_snapshot_id)
         if snapshot_id:
             # CSI: an unknown snapshot id is not an error, just an empty list.
             try:
@@ -244,23 +220,15 @@ class Snapshotter:
             if starting_token and snapshot.snapshot_id < starting_token:
                 return Page(())
             return Page((snapshot,))
-        snapshots: list[Snapshot] = []
-        token = ""
-        while True:
-            page = self.cloud.list_snapshots(owner_filter(self.driver), source_volume_id, _LIST_PAGE, token)
-            snapshots.extend(page.items)
-            token = page.next_token
-            if not token:
-                break
+        snapshots = read_all(
+            lambda token: self.cloud.list_snapshots(
+                owner_filter(self.driver), source_volume_id, EC2_PAGE, token
+            )
+        )
         # A clone's intermediate snapshot is an implementation detail: never listed.
         visible = {
             s.snapshot_id: s
             for s in snapshots
             if s.tags.get(TAG_INTERMEDIATE) != "true" and is_owned_snapshot(s, self.driver)
         }
-        ordered = sorted(visible.values(), key=lambda s: s.snapshot_id)
-        if starting_token:
-            ordered = [s for s in ordered if s.snapshot_id >= starting_token]
-        if max_entries and len(ordered) > max_entries:
-            return Page(tuple(ordered[:max_entries]), ordered[max_entries].snapshot_id)
-        return Page(tuple(ordered))
+        return page_by_id(visible.values(), lambda s: s.snapshot_id, max_entries, starting_token)

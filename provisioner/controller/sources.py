@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 
 from provisioner import params as P
 from provisioner.config import DriverConfig
-from provisioner.controller.common import TAG_SOURCE_VOLUME, Waiter, ownership_tags
+from provisioner.controller.ownership import TAG_SOURCE_VOLUME, ownership_tags
 from provisioner.controller.snapshots import TAG_INTERMEDIATE
+from provisioner.controller.waiter import Waiter
 from provisioner.errors import (
     FailedPrecondition,
     InvalidArgument,

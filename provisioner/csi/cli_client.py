@@ -1,10 +1,11 @@
 """The calls and the output formats behind ``zonal csi``: a CSI client for operators, like Go's ``csc``.
 
 Why it exists: people (and tests, and the demo) need to poke any CSI endpoint — ours or another
-driver's — and read the answer. Each method of :class:`CsiOperator` makes one or a few RPCs, each
-bounded by the per-call timeout, and returns a plain JSON-able result; :func:`render_text` turns a result
-into ``key: value`` lines for people, :func:`render_json` into JSON for tools. A failed call raises
-:class:`CallFailed` carrying the gRPC code *name*.
+driver's — and read the answer. :class:`CsiOperator` builds on the one client
+(:class:`provisioner.csi.client.GrpcCsiClient`: channel, per-call timeout, status mapping, the typed
+calls the loop uses too); each of its methods makes one or a few RPCs and returns a plain JSON-able
+result; :func:`render_text` turns a result into ``key: value`` lines for people, :func:`render_json` into
+JSON for tools. A failed call raises :class:`CallFailed` carrying the gRPC code *name*.
 
 What it must not do: decide anything for the driver (it sends what it is told, no defaults beyond
 the CSI ones), or parse command lines (that is :mod:`provisioner.cli.csi`).
@@ -13,16 +14,25 @@ the CSI ones), or parse command lines (that is :mod:`provisioner.cli.csi`).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import timestamp_pb2
 
-from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
-from provisioner.csi.convert import capability_to_pb, segment_to_pb
-from provisioner.csi.endpoint import Endpoint, connect_failure
-from provisioner.model import VolumeCapability
+from provisioner.csi._proto import csi_pb2
+from provisioner.csi.client import GrpcCsiClient, wire_status
+from provisioner.csi.convert import (
+    capability_to_pb,
+    controller_capability_name,
+    node_capability_name,
+    plugin_capability_name,
+)
+from provisioner.csi.endpoint import Endpoint
+from provisioner.errors import ZonalError
+from provisioner.model import CapacityRange, ContentSource, TopologyRequirement, VolumeCapability
+from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest
 
 Result = dict[str, Any]
 _Resp = TypeVar("_Resp")
@@ -73,32 +83,33 @@ def human_bytes(count: int) -> str:
     return f"{count}B"
 
 
+@contextmanager
+def _failures() -> Iterator[None]:
+    """A call the client failed → :class:`CallFailed` with the code the driver answered."""
+    try:
+        yield
+    except ZonalError as e:
+        code, details = wire_status(e)
+        raise CallFailed(code, details or "(no message)") from e
+
+
 class CsiOperator:
     """One channel to one endpoint; every RPC gets its own deadline of ``timeout`` seconds."""
 
     def __init__(
         self, endpoint: Endpoint, timeout: float = 60.0, channel: grpc.Channel | None = None
     ) -> None:
-        self.timeout = timeout
-        self.endpoint = endpoint
-        self.channel = channel or grpc.insecure_channel(endpoint.grpc_target)
-        self.identity = csi_pb2_grpc.IdentityStub(self.channel)
-        self.controller = csi_pb2_grpc.ControllerStub(self.channel)
-        self.node = csi_pb2_grpc.NodeStub(self.channel)
+        self.client = GrpcCsiClient(endpoint, timeout, channel)
+        self.identity = self.client.identity
+        self.controller = self.client.controller
+        self.node = self.client.node
 
     def close(self) -> None:
-        self.channel.close()
+        self.client.close()
 
     def _call(self, method: Callable[..., _Resp], request: object) -> _Resp:
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as e:
-            code = e.code() if hasattr(e, "code") else grpc.StatusCode.UNKNOWN
-            details = e.details() if hasattr(e, "details") else ""
-            name = code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
-            if code == grpc.StatusCode.UNAVAILABLE:
-                details = connect_failure(str(self.endpoint), details or "")
-            raise CallFailed(name, details or "(no message)") from e
+        with _failures():
+            return self.client.call(method, request)
 
     # Identity
 
@@ -111,16 +122,14 @@ class CsiOperator:
             "name": info.name,
             "vendor_version": info.vendor_version,
             "manifest": Pairs(info.manifest),
-            "plugin_capabilities": [_plugin_capability(c) for c in caps.capabilities],
+            "plugin_capabilities": [plugin_capability_name(c) for c in caps.capabilities],
         }
         try:
             ctrl = self._call(
                 self.controller.ControllerGetCapabilities, csi_pb2.ControllerGetCapabilitiesRequest()
             )
             out["controller_capabilities"] = [
-                csi_pb2.ControllerServiceCapability.RPC.Type.Name(c.rpc.type)
-                for c in ctrl.capabilities
-                if c.HasField("rpc")
+                controller_capability_name(c) for c in ctrl.capabilities if c.HasField("rpc")
             ]
         except CallFailed as e:
             if e.code != "UNIMPLEMENTED":
@@ -128,9 +137,7 @@ class CsiOperator:
         try:
             node = self._call(self.node.NodeGetCapabilities, csi_pb2.NodeGetCapabilitiesRequest())
             out["node_capabilities"] = [
-                csi_pb2.NodeServiceCapability.RPC.Type.Name(c.rpc.type)
-                for c in node.capabilities
-                if c.HasField("rpc")
+                node_capability_name(c) for c in node.capabilities if c.HasField("rpc")
             ]
         except CallFailed as e:
             if e.code != "UNIMPLEMENTED":
@@ -138,9 +145,8 @@ class CsiOperator:
         return out
 
     def probe(self) -> Result:
-        resp = self._call(self.identity.Probe, csi_pb2.ProbeRequest())
-        # CSI: an unset ready field means the plugin is ready.
-        return {"ready": not resp.HasField("ready") or bool(resp.ready.value)}
+        with _failures():
+            return {"ready": self.client.probe()}
 
     # Controller
 
@@ -157,28 +163,26 @@ class CsiOperator:
         snapshot_id: str = "",
         source_volume_id: str = "",
     ) -> Result:
-        request = csi_pb2.CreateVolumeRequest(
+        request = CreateVolumeRequest(
             name=name,
-            capacity_range=csi_pb2.CapacityRange(required_bytes=required_bytes, limit_bytes=limit_bytes),
-            volume_capabilities=[capability_to_pb(capability)],
+            capacity=CapacityRange(required_bytes=required_bytes, limit_bytes=limit_bytes),
+            capabilities=(capability,),
             parameters=dict(parameters or {}),
+            content_source=ContentSource(snapshot_id=snapshot_id)
+            if snapshot_id
+            else ContentSource(volume_id=source_volume_id)
+            if source_volume_id
+            else None,
+            requirement=TopologyRequirement(tuple(requisite), tuple(preferred))
+            if requisite or preferred
+            else None,
         )
-        if requisite or preferred:
-            request.accessibility_requirements.CopyFrom(
-                csi_pb2.TopologyRequirement(
-                    requisite=[segment_to_pb(s) for s in requisite],
-                    preferred=[segment_to_pb(s) for s in preferred],
-                )
-            )
-        if snapshot_id:
-            request.volume_content_source.snapshot.snapshot_id = snapshot_id
-        elif source_volume_id:
-            request.volume_content_source.volume.volume_id = source_volume_id
-        resp = self._call(self.controller.CreateVolume, request)
-        return _volume(resp.volume, context=True)
+        with _failures():
+            return _created(self.client.create_volume(request))
 
     def delete_volume(self, volume_id: str) -> Result:
-        self._call(self.controller.DeleteVolume, csi_pb2.DeleteVolumeRequest(volume_id=volume_id))
+        with _failures():
+            self.client.delete_volume(volume_id)
         return {"volume_id": volume_id, "deleted": True}
 
     def publish(
@@ -370,24 +374,27 @@ class CsiOperator:
         return out
 
 
-def _plugin_capability(cap: csi_pb2.PluginCapability) -> str:
-    if cap.HasField("service"):
-        return csi_pb2.PluginCapability.Service.Type.Name(cap.service.type)
-    if cap.HasField("volume_expansion"):
-        return "VOLUME_EXPANSION_" + csi_pb2.PluginCapability.VolumeExpansion.Type.Name(
-            cap.volume_expansion.type
+def _created(vol: CreatedVolume) -> Result:
+    out: Result = {
+        "volume_id": vol.volume_id,
+        "capacity_bytes": vol.capacity_bytes,
+        "accessible_topology": [Pairs(t) for t in vol.accessible_topology],
+        "volume_context": Pairs(vol.volume_context),
+    }
+    source = vol.content_source
+    if source is not None:
+        out["content_source"] = (
+            Pairs(snapshot_id=source.snapshot_id) if source.snapshot_id else Pairs(volume_id=source.volume_id)
         )
-    return "UNKNOWN"
+    return out
 
 
-def _volume(vol: csi_pb2.Volume, context: bool = False) -> Result:
+def _volume(vol: csi_pb2.Volume) -> Result:
     out: Result = {
         "volume_id": vol.volume_id,
         "capacity_bytes": vol.capacity_bytes,
         "accessible_topology": [Pairs(t.segments) for t in vol.accessible_topology],
     }
-    if context:
-        out["volume_context"] = Pairs(vol.volume_context)
     if vol.HasField("content_source"):
         source = vol.content_source
         if source.HasField("snapshot"):

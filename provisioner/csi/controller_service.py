@@ -29,11 +29,9 @@ from provisioner.csi.convert import (
 from provisioner.csi.limits import check_capability, check_map, check_name, check_node_id, check_segments
 from provisioner.errors import Unimplemented
 from provisioner.model import GIB, Snapshot, TopologyRequirement, VolumeCapability
-from provisioner.ports.clock import Deadline
+from provisioner.ports.clock import current_deadline
 
 _RPC = csi_pb2.ControllerServiceCapability.RPC
-# Answer a little before the caller gives up, so it gets our ABORTED rather than its own timeout.
-_DEADLINE_HEADROOM = 0.25
 
 
 def _volume_pb(status: VolumeStatus) -> csi_pb2.Volume:
@@ -90,12 +88,6 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             ]
         )
 
-    def _deadline(self, context: grpc.ServicerContext) -> Deadline:
-        remaining = context.time_remaining()
-        if remaining is None:
-            return Deadline(self.core.clock, None)
-        return Deadline(self.core.clock, max(0.0, remaining - _DEADLINE_HEADROOM))
-
     def CreateVolume(
         self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.CreateVolumeResponse:
@@ -113,7 +105,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             content_source_from_pb(
                 request.volume_content_source if request.HasField("volume_content_source") else None
             ),
-            self._deadline(context),
+            current_deadline(),
         )
         return csi_pb2.CreateVolumeResponse(
             volume=csi_pb2.Volume(
@@ -129,7 +121,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self, request: csi_pb2.DeleteVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.DeleteVolumeResponse:
         require(request.volume_id, "volume_id")
-        self.core.delete_volume(request.volume_id, self._deadline(context))
+        self.core.delete_volume(request.volume_id, current_deadline())
         return csi_pb2.DeleteVolumeResponse()
 
     def ControllerPublishVolume(
@@ -144,7 +136,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             _capability(request.volume_capability),
             request.readonly,
             check_map(request.volume_context, "volume_context"),
-            self._deadline(context),
+            current_deadline(),
         )
         return csi_pb2.ControllerPublishVolumeResponse(publish_context=publish_context)
 
@@ -153,7 +145,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
     ) -> csi_pb2.ControllerUnpublishVolumeResponse:
         require(request.volume_id, "volume_id")
         # CSI: node_id is OPTIONAL here; empty means "unpublish from every node" (the core does that).
-        self.core.unpublish(request.volume_id, check_node_id(request.node_id), self._deadline(context))
+        self.core.unpublish(request.volume_id, check_node_id(request.node_id), current_deadline())
         return csi_pb2.ControllerUnpublishVolumeResponse()
 
     def ValidateVolumeCapabilities(
@@ -262,7 +254,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
             request.volume_id,
             capacity_from_pb(request.capacity_range),
             _capability(request.volume_capability) if request.HasField("volume_capability") else None,
-            self._deadline(context),
+            current_deadline(),
         )
         return csi_pb2.ControllerExpandVolumeResponse(
             capacity_bytes=expanded.capacity_bytes,
@@ -277,7 +269,7 @@ class ControllerService(csi_pb2_grpc.ControllerServicer):
         self.core.modify_volume(
             request.volume_id,
             check_map(request.mutable_parameters, "mutable_parameters"),
-            self._deadline(context),
+            current_deadline(),
         )
         return csi_pb2.ControllerModifyVolumeResponse()
 

@@ -6,7 +6,9 @@ raise :class:`~provisioner.errors.InvalidArgument` with the offending field name
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from provisioner.csi._proto import csi_pb2
 from provisioner.errors import InvalidArgument
@@ -19,6 +21,9 @@ from provisioner.model import (
     TopologyRequirement,
     VolumeCapability,
 )
+from provisioner.ports.csi import PluginCapability
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 def require(value: object, field: str) -> None:
@@ -126,3 +131,40 @@ def content_source_to_pb(src: ContentSource | None) -> csi_pb2.VolumeContentSour
 
 def segments_to_pb(segments: Sequence[Mapping[str, str]]) -> list[csi_pb2.Topology]:
     return [segment_to_pb(s) for s in segments]
+
+
+# Capabilities: the enums of provisioner.ports.csi carry the proto enums' names.
+_PluginCap = csi_pb2.PluginCapability
+_EXPANSION = "VOLUME_EXPANSION_"
+
+
+def plugin_capability_to_pb(cap: PluginCapability) -> csi_pb2.PluginCapability:
+    # protobuf takes an enum field's value by its name.
+    if cap.value.startswith(_EXPANSION):
+        return _PluginCap(
+            volume_expansion=_PluginCap.VolumeExpansion(type=cap.value.removeprefix(_EXPANSION))
+        )
+    return _PluginCap(service=_PluginCap.Service(type=cap.value))
+
+
+def plugin_capability_name(cap: csi_pb2.PluginCapability) -> str:
+    """The capability's name as :class:`PluginCapability` spells it (``UNKNOWN`` for neither kind)."""
+    if cap.HasField("service"):
+        return _PluginCap.Service.Type.Name(cap.service.type)
+    if cap.HasField("volume_expansion"):
+        return _EXPANSION + _PluginCap.VolumeExpansion.Type.Name(cap.volume_expansion.type)
+    return "UNKNOWN"
+
+
+def controller_capability_name(cap: csi_pb2.ControllerServiceCapability) -> str:
+    return csi_pb2.ControllerServiceCapability.RPC.Type.Name(cap.rpc.type)
+
+
+def node_capability_name(cap: csi_pb2.NodeServiceCapability) -> str:
+    return csi_pb2.NodeServiceCapability.RPC.Type.Name(cap.rpc.type)
+
+
+def known(enum_type: type[E], names: Iterable[str]) -> frozenset[E]:
+    """The members of ``enum_type`` among ``names``; names this driver does not know are left out."""
+    values = {m.value: m for m in enum_type}
+    return frozenset(values[n] for n in names if n in values)

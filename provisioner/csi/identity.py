@@ -8,8 +8,9 @@ import grpc
 from google.protobuf import wrappers_pb2
 
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
+from provisioner.csi.convert import plugin_capability_to_pb
+from provisioner.ports.csi import PluginCapability
 
-PluginCap = csi_pb2.PluginCapability
 # Immutable answers, built once: the server only serializes them, so sharing them between calls and
 # threads is safe (nothing mutates a response after the servicer returns it).
 _READY = csi_pb2.ProbeResponse(ready=wrappers_pb2.BoolValue(value=True))
@@ -29,19 +30,17 @@ class IdentityService(csi_pb2_grpc.IdentityServicer):
         self._info = csi_pb2.GetPluginInfoResponse(
             name=name, vendor_version=vendor_version, manifest=manifest or {}
         )
-        caps: list[csi_pb2.PluginCapability] = []
+        caps: list[PluginCapability] = []
         if controller:
-            caps.append(PluginCap(service=PluginCap.Service(type=PluginCap.Service.CONTROLLER_SERVICE)))
+            caps.append(PluginCapability.CONTROLLER_SERVICE)
         # Both the controller (CreateVolume honours requirements) and the node (NodeGetInfo reports
         # accessible_topology) take part in topology.
-        caps.append(
-            PluginCap(service=PluginCap.Service(type=PluginCap.Service.VOLUME_ACCESSIBILITY_CONSTRAINTS))
-        )
+        caps.append(PluginCapability.VOLUME_ACCESSIBILITY_CONSTRAINTS)
         if online_expansion:
-            caps.append(
-                PluginCap(volume_expansion=PluginCap.VolumeExpansion(type=PluginCap.VolumeExpansion.ONLINE))
-            )
-        self._caps = csi_pb2.GetPluginCapabilitiesResponse(capabilities=caps)
+            caps.append(PluginCapability.VOLUME_EXPANSION_ONLINE)
+        self._caps = csi_pb2.GetPluginCapabilitiesResponse(
+            capabilities=[plugin_capability_to_pb(c) for c in caps]
+        )
         self._probe = probe
 
     @property

@@ -7,10 +7,14 @@ It does four things, in this order around the servicer method:
 2. refuses what no servicer could use, with INVALID_ARGUMENT: bytes that do not decode as the
    request message (gRPC itself would answer INTERNAL), and NUL in any string (see
    :mod:`provisioner.csi.limits`);
-3. turns exceptions into status codes by :func:`provisioner.csi.errors.status_for` — domain errors
+3. bounds the call by the caller's deadline: computed here once, with :data:`DEADLINE_HEADROOM` taken
+   off, and made :func:`provisioner.ports.clock.current_deadline` for everything that waits below (the
+   controller core's waiter through its servicer, the EC2 adapter's retries and rate-limit waits, the
+   node's commands);
+4. turns exceptions into status codes by :func:`provisioner.csi.errors.status_for` — domain errors
    keep their message (capped in length), anything else becomes INTERNAL with a generic message and a
    logged traceback;
-4. logs the outcome with its duration, and reports it to the metrics hook when one is installed.
+5. logs the outcome with its duration, and reports it to the metrics hook when one is installed.
 
 Servicers therefore never catch exceptions or call ``context.abort`` themselves.
 """
@@ -51,6 +55,8 @@ QUIET_METHODS = frozenset(
     }
 )
 _CLOCK = SystemClock()
+# Answer a little before the caller gives up, so it gets our ABORTED rather than its own timeout.
+DEADLINE_HEADROOM = 0.25
 # Request ids: a per-process random start, then counting (cheaper than a uuid per call).
 _REQUEST_IDS = itertools.count(int.from_bytes(os.urandom(4), "big"))
 _OK = grpc.StatusCode.OK.name  # StatusCode.name is a slow enum property: looked up once
@@ -244,7 +250,7 @@ class CsiInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
                         f"the request is not a valid csi.v1.{request.type_name}: {shown(str(request.error))}"
                     )
                 refuse_nul(request)
-                # The caller's deadline bounds EC2 retries and rate-limiter waits below (adapters read it).
+                # The one deadline of this call, read by everything below that waits.
                 with deadline_scope(Deadline(clock, _remaining(context))):
                     response = behavior(request, context)
             except ZonalError as exc:
@@ -283,9 +289,10 @@ def _loggable(request: Message | _Undecodable) -> Any:
 
 
 def _remaining(context: grpc.ServicerContext) -> float | None:
-    """Seconds left before the caller's deadline; None when it sent none (grpc says "infinite")."""
+    """Seconds left before the caller's deadline less the headroom; None when it sent none (grpc says
+    "infinite")."""
     left: float | None = context.time_remaining()
-    return None if left is None or left > 1e9 else left
+    return None if left is None or left > 1e9 else max(0.0, left - DEADLINE_HEADROOM)
 
 
 def _finish(observer: RpcObserver | None, method: str, code: str, start: float) -> None:

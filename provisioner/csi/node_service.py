@@ -12,14 +12,9 @@ import grpc
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.convert import capability_from_pb, require, segment_to_pb
 from provisioner.model import VolumeCapability
-from provisioner.node import NodeCapability, NodeCore
+from provisioner.node import NodeCore
 
 _RPC = csi_pb2.NodeServiceCapability.RPC
-_CAPABILITY_TYPES = {
-    NodeCapability.STAGE_UNSTAGE_VOLUME: _RPC.STAGE_UNSTAGE_VOLUME,
-    NodeCapability.GET_VOLUME_STATS: _RPC.GET_VOLUME_STATS,
-    NodeCapability.EXPAND_VOLUME: _RPC.EXPAND_VOLUME,
-}
 _Usage = csi_pb2.VolumeUsage
 
 
@@ -48,10 +43,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
             accessible_topology=segment_to_pb(info.segments),
         )
         self._capabilities = csi_pb2.NodeGetCapabilitiesResponse(
-            capabilities=[
-                csi_pb2.NodeServiceCapability(rpc=_RPC(type=_CAPABILITY_TYPES[c]))
-                for c in core.capabilities()
-            ]
+            capabilities=[csi_pb2.NodeServiceCapability(rpc=_RPC(type=c.value)) for c in core.capabilities()]
         )
 
     def NodeStageVolume(

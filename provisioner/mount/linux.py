@@ -259,6 +259,13 @@ class LinuxMounter:
 
     def format(self, device: str, fs_type: str, options: FormatOptions, force: bool = False) -> None:
         if fs_type in ("ext3", "ext4"):
+            # mke2fs overwrites what it finds unless a terminal answers its question; mkfs.xfs refuses
+            # without -f. Without ``force`` neither may: what blkid recognises is refused here.
+            found = "" if force else self.probe(device)
+            if found:
+                raise FailedPrecondition(
+                    f"mkfs.{fs_type} on {device}: it holds {found}; not formatting over it"
+                )
             cmd = [f"mkfs.{fs_type}", *ext_args(fs_type, options), device]
         elif fs_type == "xfs":
             cmd = ["mkfs.xfs", *(["-f"] if force else []), *xfs_args(options), device]

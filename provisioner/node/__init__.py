@@ -3,7 +3,7 @@
 :mod:`.core` (:class:`NodeCore`: stage, publish, their inverses, stats, expand), :mod:`.custody`
 (proof that a path holds this volume and a device is free; taking back what zonal created),
 :mod:`.inputs` (what a client may send, checked before anything runs), :mod:`.model` (settings,
-answers, the in-flight guard) and :mod:`.state` (the node state kept in memory, for embedded use and
+answers) and :mod:`.state` (the node state kept in memory, for embedded use and
 tests).
 """
 
@@ -12,8 +12,6 @@ from provisioner.node.inputs import format_options
 from provisioner.node.model import (
     DEFAULT_METADATA_SOURCES,
     KNOWN_METADATA_SOURCES,
-    InFlight,
-    NodeCapability,
     NodeConfig,
     NodeInfo,
     VolumeStats,
@@ -23,9 +21,7 @@ from provisioner.node.state import MemoryNodeState
 __all__ = [
     "DEFAULT_METADATA_SOURCES",
     "KNOWN_METADATA_SOURCES",
-    "InFlight",
     "MemoryNodeState",
-    "NodeCapability",
     "NodeConfig",
     "NodeCore",
     "NodeInfo",

@@ -16,6 +16,7 @@ table maps to CSI codes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 from collections.abc import Mapping
@@ -24,10 +25,11 @@ from provisioner.errors import AlreadyExists, FailedPrecondition, shown
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, AccessType, VolumeCapability
 from provisioner.node import inputs
 from provisioner.node.custody import UNREACHABLE, Custody, unreachable
-from provisioner.node.model import InFlight, NodeCapability, NodeConfig, NodeInfo, VolumeStats
+from provisioner.node.model import NodeConfig, NodeInfo, VolumeStats
 from provisioner.node.state import MemoryNodeState
 from provisioner.node_metadata import max_volumes
 from provisioner.ports.clock import Clock
+from provisioner.ports.csi import InFlight, NodeCapability
 from provisioner.ports.node import (
     SUPPORTED_FS_TYPES,
     BlockDevice,
@@ -58,6 +60,7 @@ class NodeCore:
         clock: Clock,
         logger: logging.Logger | None = None,
         state: NodeState | None = None,
+        inflight: InFlight | None = None,
     ) -> None:
         self.mounter = mounter
         self.resolver = resolver
@@ -66,7 +69,7 @@ class NodeCore:
         self.clock = clock
         self.log = logger or logging.getLogger(__name__)
         self.state: NodeState = state if state is not None else MemoryNodeState()
-        self.inflight = InFlight()
+        self.inflight = inflight if inflight is not None else InFlight("node")
         self.custody = Custody(mounter, resolver, self.state, self.log)
         # Computed once: the devices attached at start are part of the rule.
         self._max_volumes = max_volumes(
@@ -91,6 +94,10 @@ class NodeCore:
             NodeCapability.EXPAND_VOLUME,
         )
 
+    def _hold(self, volume_id: str) -> contextlib.AbstractContextManager[None]:
+        # CSI: "Operation pending for volume" → ABORTED; the CO retries later.
+        return self.inflight.hold(volume_id, f"an operation on volume {shown(volume_id)}")
+
     # -- stage / unstage ------------------------------------------------------------------------
 
     def stage(
@@ -109,7 +116,7 @@ class NodeCore:
         fs_type = inputs.fs_type(cap)
         options = inputs.mount_options(cap, fs_type)
         mkfs_options = inputs.format_options(fs_type, volume_context)
-        with self.inflight.hold(volume_id):
+        with self._hold(volume_id):
             device = self.resolver.resolve(volume_id, publish_context)
             here = self.mounter.inspect(staging_path)
             top = here.top
@@ -209,7 +216,7 @@ class NodeCore:
     def unstage(self, volume_id: str, staging_path: str) -> None:
         volume_id = inputs.volume_id(volume_id)
         staging_path = inputs.path(staging_path, "staging_target_path")
-        with self.inflight.hold(volume_id):
+        with self._hold(volume_id):
             self.custody.clean(volume_id, staging_path, "staging_target_path")
             # The volume leaves this node's custody: a format marker must not outlive it.
             self.state.end_format(volume_id)
@@ -232,11 +239,11 @@ class NodeCore:
         cap = inputs.capability(capability)
         read_only = readonly or cap.access_mode in inputs.READ_ONLY_MODES
         if cap.access_type == AccessType.BLOCK:
-            with self.inflight.hold(volume_id):
+            with self._hold(volume_id):
                 self._publish_block(volume_id, target_path, read_only, publish_context)
             return
         options = inputs.mount_options(cap, inputs.fs_type(cap))
-        with self.inflight.hold(volume_id):
+        with self._hold(volume_id):
             self._publish_mount(volume_id, staging_path, target_path, read_only, options, publish_context)
 
     def _publish_mount(
@@ -344,7 +351,7 @@ class NodeCore:
     def unpublish(self, volume_id: str, target_path: str) -> None:
         volume_id = inputs.volume_id(volume_id)
         target_path = inputs.path(target_path, "target_path")
-        with self.inflight.hold(volume_id):
+        with self._hold(volume_id):
             self.custody.clean(volume_id, target_path, "target_path")
 
     # -- stats / expand -------------------------------------------------------------------------
@@ -372,7 +379,7 @@ class NodeCore:
         What is mounted at the path decides (``capability`` is optional in CSI and not needed)."""
         volume_id = inputs.volume_id(volume_id)
         volume_path = inputs.path(volume_path, "volume_path", relative_is_not_found=True)
-        with self.inflight.hold(volume_id):
+        with self._hold(volume_id):
             here, ours = self.custody.mounted_here(volume_id, volume_path)
             top = here.top
             assert top is not None

@@ -1,14 +1,10 @@
-"""The node service's settings and answers: plain data, plus the per-volume in-flight guard."""
+"""The node service's settings and answers: plain data."""
 
 from __future__ import annotations
 
-import enum
-import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from provisioner.errors import OperationInProgress, shown
 from provisioner.ports.node import NodeMetadata
 
 DEFAULT_METADATA_SOURCES = ("imds", "kubernetes")
@@ -40,12 +36,6 @@ class NodeConfig:
         return NodeMetadata(instance_id=self.node_id, zone=self.zone, instance_type=self.instance_type)
 
 
-class NodeCapability(enum.Enum):
-    STAGE_UNSTAGE_VOLUME = "STAGE_UNSTAGE_VOLUME"
-    GET_VOLUME_STATS = "GET_VOLUME_STATS"
-    EXPAND_VOLUME = "EXPAND_VOLUME"
-
-
 @dataclass(frozen=True)
 class NodeInfo:
     node_id: str
@@ -63,31 +53,3 @@ class VolumeStats:
     total_inodes: int | None = None
     available_inodes: int | None = None
     used_inodes: int | None = None
-
-
-class InFlight:
-    """Names of the volumes an operation is running on; a second concurrent call is refused.
-
-    The guard is released however the operation ends (error, deadline, a killed command), so a
-    retry is never refused because of a call that is over."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._held: set[str] = set()
-
-    @contextmanager
-    def hold(self, key: str) -> Iterator[None]:
-        with self._lock:
-            if key in self._held:
-                # CSI: "Operation pending for volume" → ABORTED; the CO retries later.
-                raise OperationInProgress(f"an operation on volume {shown(key)} is already in progress")
-            self._held.add(key)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._held.discard(key)
-
-    def held(self) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._held)

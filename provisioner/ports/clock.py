@@ -57,8 +57,10 @@ class Deadline:
         return max(0.0, seconds if r is None else min(seconds, r))
 
 
-# The deadline of the RPC this thread serves, for code deep below the core (the EC2 adapter's retries
-# and rate-limit waits) that has no Deadline parameter. Set by the CSI layer around each call.
+# The deadline of the RPC this thread serves: computed once per call by the CSI layer (the caller's
+# deadline less a small headroom, see provisioner.csi.interceptors) and read by everything that waits —
+# the controller core (its servicer passes it on), the EC2 adapter's retries and rate-limit waits, the
+# node's commands.
 _CURRENT_DEADLINE: ContextVar[Deadline | None] = ContextVar("zonal_current_deadline", default=None)
 
 

@@ -53,7 +53,9 @@ class Cloud(Protocol):
         ...
 
     def create_volume(self, spec: VolumeSpec, zone: str, client_token: str) -> Volume:
-        """Start creating a volume in ``zone``; returns it as EC2 reports it (usually ``creating``).
+        """Start creating a volume in ``zone``; returns it as EC2 reports it (usually ``creating``), its
+        tags ``spec.tags`` and ``CSIVolumeName=spec.name``. A ``client_token`` seen before with the same
+        spec answers that request's volume (whatever the zone, deleted or not).
 
         Raises AlreadyExists (IdempotentParameterMismatch), InvalidArgument (bad parameters or zone),
         ResourceExhausted (VolumeLimitExceeded / insufficient capacity), NotFound (snapshot missing).

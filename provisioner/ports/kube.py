@@ -1,9 +1,10 @@
-"""The two ports of the provisioner loop: the Kubernetes API and a CSI controller client.
+"""The Kubernetes port: the API verbs the loop, doctor and relocate use, and the informers' read cache.
 
 Why it exists: :mod:`provisioner.provisioning` must run against the official Kubernetes client
-(:mod:`provisioner.kube`) and a gRPC CSI client (:mod:`provisioner.csi.client`) in production, and against
-stateful in-memory fakes in tests. Objects cross this port as plain dicts in the API's JSON shape
-(camelCase, as ``kubectl get -o json`` shows them), so fakes, adapters and the core agree on one form.
+(:mod:`provisioner.kube`) in production and against stateful in-memory fakes in tests (its other port,
+the CSI client, is :mod:`provisioner.ports.csi`). Objects cross this port as plain dicts in the API's
+JSON shape (camelCase, as ``kubectl get -o json`` shows them), so fakes, adapters and the core agree on
+one form.
 This module defines shapes and errors only; it performs no I/O.
 
 Errors raised by :class:`KubeApi` (adapters translate their client's exceptions into these)::
@@ -16,24 +17,16 @@ Errors raised by :class:`KubeApi` (adapters translate their client's exceptions 
         ├── ResourceGone               410 on watch: re-list
         ├── KubeForbidden (PermissionDenied)   401/403
         └── KubeUnavailable (Unavailable)      5xx, 429, connection failures
-
-Errors raised by :class:`CsiClient` are the domain errors of :mod:`provisioner.errors` chosen by gRPC code:
-INVALID_ARGUMENT → InvalidArgument, NOT_FOUND → NotFound, ALREADY_EXISTS → AlreadyExists,
-ABORTED → OperationInProgress, RESOURCE_EXHAUSTED → ResourceExhausted, OUT_OF_RANGE → OutOfRange,
-FAILED_PRECONDITION → FailedPrecondition, UNAVAILABLE → Unavailable, DEADLINE_EXCEEDED → DeadlineExceeded,
-CANCELLED → Cancelled, UNIMPLEMENTED → Unimplemented, PERMISSION_DENIED/UNAUTHENTICATED →
-PermissionDenied, anything else → Internal.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from provisioner.errors import AlreadyExists, NotFound, PermissionDenied, Unavailable, ZonalError
-from provisioner.model import CapacityRange, ContentSource, Segment, TopologyRequirement, VolumeCapability
 
 Obj = dict[str, Any]
 """One Kubernetes object in its JSON shape."""
@@ -101,10 +94,6 @@ class KubeUnavailable(KubeError, Unavailable):
     pass
 
 
-class Cancelled(ZonalError):
-    """The call was cancelled before it finished (gRPC CANCELLED); it may still be running."""
-
-
 @dataclass(frozen=True)
 class ObjectList:
     items: tuple[Obj, ...]
@@ -153,61 +142,9 @@ class KubeApi(Protocol):
         ...
 
 
-# --- CSI -----------------------------------------------------------------------------------------------
+class Lister(Protocol):
+    """Read access to the informers' caches (what the loop last saw of each kind)."""
 
+    def get(self, kind: Kind, name: str, namespace: str = "") -> Obj | None: ...
 
-@dataclass(frozen=True)
-class PluginInfo:
-    name: str
-    vendor_version: str = ""
-
-
-@dataclass(frozen=True)
-class CreateVolumeRequest:
-    """CSI ``CreateVolumeRequest`` in model terms."""
-
-    name: str
-    capacity: CapacityRange
-    capabilities: tuple[VolumeCapability, ...]
-    parameters: Mapping[str, str] = field(default_factory=dict)
-    secrets: Mapping[str, str] = field(default_factory=dict)
-    content_source: ContentSource | None = None
-    requirement: TopologyRequirement | None = None
-
-
-@dataclass(frozen=True)
-class CreatedVolume:
-    """CSI ``Volume`` as CreateVolume returns it."""
-
-    volume_id: str
-    capacity_bytes: int = 0
-    volume_context: Mapping[str, str] = field(default_factory=dict)
-    accessible_topology: tuple[Segment, ...] = ()
-    content_source: ContentSource | None = None
-
-
-# Capability names as the CSI enums spell them.
-PLUGIN_CONTROLLER_SERVICE = "CONTROLLER_SERVICE"
-PLUGIN_ACCESSIBILITY_CONSTRAINTS = "VOLUME_ACCESSIBILITY_CONSTRAINTS"
-CTRL_CREATE_DELETE_VOLUME = "CREATE_DELETE_VOLUME"
-CTRL_CREATE_DELETE_SNAPSHOT = "CREATE_DELETE_SNAPSHOT"
-CTRL_CLONE_VOLUME = "CLONE_VOLUME"
-CTRL_SINGLE_NODE_MULTI_WRITER = "SINGLE_NODE_MULTI_WRITER"
-
-
-class CsiClient(Protocol):
-    """What the loop asks of a CSI driver. Every call is bounded by the client's per-call timeout."""
-
-    def probe(self) -> bool:
-        """True when ready. Raises FailedPrecondition when unhealthy, Unavailable when unreachable."""
-        ...
-
-    def plugin_info(self) -> PluginInfo: ...
-
-    def plugin_capabilities(self) -> frozenset[str]: ...
-
-    def controller_capabilities(self) -> frozenset[str]: ...
-
-    def create_volume(self, request: CreateVolumeRequest) -> CreatedVolume: ...
-
-    def delete_volume(self, volume_id: str, secrets: Mapping[str, str] | None = None) -> None: ...
+    def list(self, kind: Kind) -> list[Obj]: ...

@@ -115,8 +115,10 @@ class Mounter(Protocol):
 
     Paths reaching the mounter are absolute, normalised and validated by the core. No method
     follows a symlink in a path: a symlink anywhere on the way is reported (:meth:`inspect`) or
-    refused (FailedPrecondition), never traversed. Commands run under the caller's deadline
-    (DeadlineExceeded past it) and a command that fails raises FailedPrecondition with its stderr.
+    refused (FailedPrecondition), never traversed. A path a call needs that does not exist (a mount
+    point, the parent of a file to make) raises NotFound. Commands run under the caller's deadline
+    (DeadlineExceeded past it) and a command that fails (unmounting what is not mounted, mkfs over a
+    filesystem without ``force``) raises FailedPrecondition with its stderr.
     """
 
     def inspect(self, path: str) -> PathState:
@@ -138,8 +140,8 @@ class Mounter(Protocol):
         ...
 
     def make_file(self, path: str) -> str:
-        """Create an empty regular file at ``path`` (its parent must exist); returns its file id.
-        FailedPrecondition when something already exists there."""
+        """Create an empty regular file at ``path``; returns its file id. NotFound when its parent does
+        not exist, FailedPrecondition when something already exists there."""
         ...
 
     def remove_dir(self, path: str) -> None:

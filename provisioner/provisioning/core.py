@@ -36,18 +36,15 @@ from provisioner.errors import (
 )
 from provisioner.model import TopologyRequirement
 from provisioner.ports.clock import Clock
-from provisioner.ports.kube import (
-    PLUGIN_ACCESSIBILITY_CONSTRAINTS,
+from provisioner.ports.csi import (
     Cancelled,
+    ControllerCapability,
     CreatedVolume,
     CreateVolumeRequest,
     CsiClient,
-    Kind,
-    KubeAlreadyExists,
-    KubeApi,
-    KubeError,
-    Obj,
+    PluginCapability,
 )
+from provisioner.ports.kube import Kind, KubeAlreadyExists, KubeApi, KubeError, Lister, Obj
 from provisioner.provisioning.claim_topology import build_cluster_view, claim_topology_input
 from provisioner.provisioning.clone_protection import (
     CLONE_FINALIZER,
@@ -57,7 +54,7 @@ from provisioner.provisioning.clone_protection import (
     remove_clone_finalizer,
 )
 from provisioner.provisioning.deletion import VolumeDeleter
-from provisioner.provisioning.outcome import Lister, Outcome, Step
+from provisioner.provisioning.outcome import Outcome, Step
 from provisioner.provisioning.pv import build_pv
 from provisioner.provisioning.request import (
     ExternalPopulator,
@@ -103,8 +100,8 @@ class ProvisionerCore:
         config: ProvisionerConfig,
         *,
         driver: str,
-        plugin_caps: frozenset[str],
-        controller_caps: frozenset[str],
+        plugin_caps: frozenset[PluginCapability],
+        controller_caps: frozenset[ControllerCapability],
         clock: Clock,
         rng: random.Random | None = None,
     ) -> None:
@@ -126,7 +123,7 @@ class ProvisionerCore:
 
     @property
     def supports_topology(self) -> bool:
-        return PLUGIN_ACCESSIBILITY_CONSTRAINTS in self.plugin_caps
+        return PluginCapability.VOLUME_ACCESSIBILITY_CONSTRAINTS in self.plugin_caps
 
     def claim_is_ours(self, claim: Obj) -> bool:
         ann = annotations_of(claim)

@@ -11,8 +11,9 @@ import logging
 from collections.abc import Callable, Mapping
 
 from provisioner.errors import ZonalError
-from provisioner.ports.kube import CsiClient, Kind, KubeApi, KubeConflict, KubeError, KubeNotFound, Obj
-from provisioner.provisioning.outcome import Lister, Outcome, Step
+from provisioner.ports.csi import CsiClient
+from provisioner.ports.kube import Kind, KubeApi, KubeConflict, KubeError, KubeNotFound, Lister, Obj
+from provisioner.provisioning.outcome import Outcome, Step
 from provisioner.provisioning.request import annotations_of, deletion_secret_reference, read_secret
 from provisioner.provisioning.settings import (
     ANN_DELETION_SECRET_NAME,

@@ -13,19 +13,12 @@ import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from provisioner.errors import FailedPrecondition
 from provisioner.ports.clock import Clock, SystemClock
-from provisioner.ports.kube import (
-    CTRL_CREATE_DELETE_VOLUME,
-    PLUGIN_CONTROLLER_SERVICE,
-    Cancelled,
-    CsiClient,
-    Kind,
-    KubeApi,
-    Obj,
-)
+from provisioner.ports.csi import Cancelled, ControllerCapability, CsiClient, PluginCapability
+from provisioner.ports.kube import Kind, KubeApi, Obj
+from provisioner.ports.observers import LoopObserver
 from provisioner.provisioning.clone_protection import CLONE_FINALIZER, has_finalizer
 from provisioner.provisioning.core import Outcome, ProvisionerCore, Step
 from provisioner.provisioning.informer import Informer, Stores
@@ -39,19 +32,11 @@ log = logging.getLogger(__name__)
 WATCHED = (Kind.CLAIM, Kind.PV, Kind.STORAGE_CLASS, Kind.NODE, Kind.CSINODE, Kind.VOLUME_ATTACHMENT)
 
 
-class LoopObserver(Protocol):
-    """What the loop reports; :class:`provisioner.metrics.Metrics` records it for Prometheus."""
-
-    def watch_queue_depth(self, queue: str, depth: Callable[[], int]) -> None: ...
-
-    def observe_claim(self, result: str, seconds: float) -> None: ...
-
-
 @dataclass(frozen=True)
 class DriverFacts:
     name: str
-    plugin_caps: frozenset[str]
-    controller_caps: frozenset[str]
+    plugin_caps: frozenset[PluginCapability]
+    controller_caps: frozenset[ControllerCapability]
 
 
 def discover_driver(
@@ -88,13 +73,13 @@ def discover_driver(
         raise Cancelled("stopped before the CSI driver answered")
     info = csi.plugin_info()
     plugin = csi.plugin_capabilities()
-    if PLUGIN_CONTROLLER_SERVICE not in plugin:
+    if PluginCapability.CONTROLLER_SERVICE not in plugin:
         raise FailedPrecondition(
             f"CSI driver {info.name} does not support dynamic provisioning: "
             "plugin CONTROLLER_SERVICE capability is not reported"
         )
     controller = csi.controller_capabilities()
-    if CTRL_CREATE_DELETE_VOLUME not in controller:
+    if ControllerCapability.CREATE_DELETE_VOLUME not in controller:
         raise FailedPrecondition(
             f"CSI driver {info.name} does not support dynamic provisioning: "
             "controller CREATE_DELETE_VOLUME capability is not reported"

@@ -1,16 +1,14 @@
-"""What one attempt on one object tells the work queue to do next, and the read-only cache port.
+"""What one attempt on one object tells the work queue to do next.
 
 Why it exists: the provisioning core and the deletion rules both answer with an :class:`Outcome`; keeping
-these values apart lets each module stay small without import cycles. Values only; no behaviour.
+these values apart lets each module stay small without import cycles. Values only; no behaviour (the
+informers' read port, ``Lister``, is :mod:`provisioner.ports.kube`).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Protocol
-
-from provisioner.ports.kube import Kind, Obj
 
 
 class Step(enum.Enum):
@@ -26,11 +24,3 @@ class Step(enum.Enum):
 class Outcome:
     step: Step
     message: str = ""
-
-
-class Lister(Protocol):
-    """Read access to the informers' caches."""
-
-    def get(self, kind: Kind, name: str, namespace: str = "") -> Obj | None: ...
-
-    def list(self, kind: Kind) -> list[Obj]: ...

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from provisioner.model import ZONE_KEYS, Segment, TopologyRequirement
-from provisioner.ports.kube import CreatedVolume, Obj
+from provisioner.ports.csi import CreatedVolume
+from provisioner.ports.kube import Obj
 from provisioner.provisioning.quantity import format_bytes
 from provisioner.provisioning.request import Prepared
 from provisioner.provisioning.settings import (

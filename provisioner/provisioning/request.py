@@ -16,17 +16,8 @@ from typing import Any
 
 from provisioner.errors import FailedPrecondition, InvalidArgument, NotFound
 from provisioner.model import AccessMode, AccessType, CapacityRange, ContentSource, VolumeCapability
-from provisioner.ports.kube import (
-    CTRL_CLONE_VOLUME,
-    CTRL_CREATE_DELETE_SNAPSHOT,
-    CTRL_SINGLE_NODE_MULTI_WRITER,
-    CreateVolumeRequest,
-    Kind,
-    KubeApi,
-    KubeError,
-    KubeNotFound,
-    Obj,
-)
+from provisioner.ports.csi import ControllerCapability, CreateVolumeRequest
+from provisioner.ports.kube import Kind, KubeApi, KubeError, KubeNotFound, Obj
 from provisioner.provisioning.quantity import parse_quantity
 from provisioner.provisioning.settings import ProvisionerConfig
 
@@ -237,7 +228,9 @@ def _fs_type(params: Mapping[str, str], default: str) -> str:
     return (found[0] if found else "") or default
 
 
-def _content_source(kube: KubeApi, claim: Obj, driver: str, caps: frozenset[str]) -> ContentSource | None:
+def _content_source(
+    kube: KubeApi, claim: Obj, driver: str, caps: frozenset[ControllerCapability]
+) -> ContentSource | None:
     spec = claim.get("spec", {})
     source = spec.get("dataSourceRef") or spec.get("dataSource")
     if not source:
@@ -248,13 +241,13 @@ def _content_source(kube: KubeApi, claim: Obj, driver: str, caps: frozenset[str]
     if not name:
         raise InvalidArgument(f"the data source of claim {claim['metadata'].get('name')} has no name")
     if kind == "PersistentVolumeClaim" and not group:
-        if CTRL_CLONE_VOLUME not in caps:
+        if ControllerCapability.CLONE_VOLUME not in caps:
             raise InvalidArgument(
                 "CSI driver does not support clone operations: CLONE_VOLUME is not reported"
             )
         return _clone_source(kube, claim, namespace, name, driver)
     if kind == "VolumeSnapshot" and group == "snapshot.storage.k8s.io":
-        if CTRL_CREATE_DELETE_SNAPSHOT not in caps:
+        if ControllerCapability.CREATE_DELETE_SNAPSHOT not in caps:
             raise InvalidArgument(
                 "CSI driver does not support snapshot restore: CREATE_DELETE_SNAPSHOT missing"
             )
@@ -362,7 +355,7 @@ def prepare(
     storage_class: Obj,
     config: ProvisionerConfig,
     driver: str,
-    controller_caps: frozenset[str],
+    controller_caps: frozenset[ControllerCapability],
 ) -> Prepared:
     """Build the CreateVolume request (without accessibility requirements) and the PV's inputs."""
     spec = claim.get("spec", {})
@@ -375,7 +368,7 @@ def prepare(
     params: dict[str, str] = {str(k): str(v) for k, v in (storage_class.get("parameters") or {}).items()}
     fs_type = _fs_type(params, config.default_fstype)
     block = spec.get("volumeMode") == "Block"
-    snmw = CTRL_SINGLE_NODE_MULTI_WRITER in controller_caps
+    snmw = ControllerCapability.SINGLE_NODE_MULTI_WRITER in controller_caps
     mount_options = tuple(storage_class.get("mountOptions") or ())
     caps = tuple(
         VolumeCapability(AccessType.BLOCK, csi_access_mode(m, snmw))

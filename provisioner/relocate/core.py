@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from provisioner.config import ControllerConfig, DriverConfig
-from provisioner.controller.common import Waiter
+from provisioner.controller.waiter import Waiter
 from provisioner.errors import AlreadyExists, FailedPrecondition, NotFound
 from provisioner.model import Zone
 from provisioner.ports.clock import Clock, Deadline

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner.config import DriverConfig
-from provisioner.controller.common import TAG_SOURCE_VOLUME, ownership_tags
+from provisioner.controller.ownership import TAG_SOURCE_VOLUME, ownership_tags
 from provisioner.model import (
     TAG_CLUSTER_PREFIX,
     TAG_DRIVER,

@@ -18,7 +18,7 @@ from provisioner.aws.client import build_ec2_client
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.config import CloudConfig, ControllerConfig, DriverConfig
 from provisioner.controller import ControllerCore
-from provisioner.controller.common import TAG_SOURCE_VOLUME
+from provisioner.controller.ownership import TAG_SOURCE_VOLUME
 from provisioner.model import (
     GIB,
     TAG_VOLUME_NAME,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from provisioner.controller import ControllerCore, CreatedVolume
+from provisioner.controller import ControllerCore
 from provisioner.model import (
     GIB,
     ZONE_KEY,
@@ -16,6 +16,7 @@ from provisioner.model import (
     VolumeCapability,
 )
 from provisioner.ports.clock import Deadline
+from provisioner.ports.csi import CreatedVolume
 
 MOUNT_RWO = VolumeCapability(AccessType.MOUNT, AccessMode.SINGLE_NODE_WRITER, "ext4")
 BLOCK_RWO = VolumeCapability(AccessType.BLOCK, AccessMode.SINGLE_NODE_WRITER)

@@ -11,7 +11,7 @@ import pytest
 
 from provisioner import errors
 from provisioner.config import ControllerConfig, DriverConfig
-from provisioner.controller import ControllerCore, CreatedVolume, client_token
+from provisioner.controller import ControllerCore, client_token
 from provisioner.model import (
     GIB,
     TAG_DRIVER,
@@ -30,6 +30,7 @@ from provisioner.model import (
 )
 from provisioner.params import TAG_PVC_NAME
 from provisioner.ports.clock import Deadline
+from provisioner.ports.csi import CreatedVolume
 from tests.controller.conftest import DRIVER
 from tests.controller.helpers import BLOCK_RWO, BLOCK_RWX, MOUNT_ROX, MOUNT_RWX, create, zones
 from tests.fakes.clock import FakeClock
@@ -37,20 +38,21 @@ from tests.fakes.cloud import FakeCloud
 
 
 def test_creates_in_the_preferred_zone_and_reports_the_zone_ec2_reports(
-    core: ControllerCore, cloud: FakeCloud
+    core: ControllerCore, cloud: FakeCloud, caplog: pytest.LogCaptureFixture
 ) -> None:
-    created = create(
-        core,
-        requirement=TopologyRequirement(
-            requisite=zones("us-east-1a", "us-east-1b"), preferred=zones("us-east-1b")
-        ),
-    )
+    with caplog.at_level(logging.INFO, logger=core.log.name):
+        created = create(
+            core,
+            requirement=TopologyRequirement(
+                requisite=zones("us-east-1a", "us-east-1b"), preferred=zones("us-east-1b")
+            ),
+        )
     volume = cloud.volumes[created.volume_id].volume
     assert volume.zone == "us-east-1b"
     assert created.accessible_topology == ({ZONE_KEY: "us-east-1b"},)
     assert created.capacity_bytes == 10 * GIB
     assert volume.state is VolumeState.AVAILABLE
-    assert created.zone_choice is not None and created.zone_choice.source == "preferred"
+    assert "zone us-east-1b from preferred[0]" in caplog.text  # how the zone was chosen is logged
 
 
 def test_zone_id_request_answers_with_the_zone_name(core: ControllerCore) -> None:
@@ -106,7 +108,7 @@ def test_same_name_incompatible_request_is_already_exists(
 
 
 def test_existing_volume_in_a_zone_outside_the_requirement_is_already_exists(core: ControllerCore) -> None:
-    create(core, requirement=TopologyRequirement(requisite=zones("us-east-1a")))
+    first = create(core, requirement=TopologyRequirement(requisite=zones("us-east-1a")))
     with pytest.raises(
         errors.AlreadyExists, match=r"zone us-east-1a, outside the requested topology \[us-east-1c\]"
     ):
@@ -114,7 +116,7 @@ def test_existing_volume_in_a_zone_outside_the_requirement_is_already_exists(cor
     # inside the requirement (or none at all): the same volume
     again = create(core, requirement=TopologyRequirement(requisite=zones("us-east-1c", "us-east-1a")))
     # EC2 answered the token with the first volume: no zone was chosen by this call
-    assert again.accessible_topology == ({ZONE_KEY: "us-east-1a"},) and again.zone_choice is None
+    assert again.accessible_topology == ({ZONE_KEY: "us-east-1a"},) and again.volume_id == first.volume_id
     assert create(core).accessible_topology == ({ZONE_KEY: "us-east-1a"},)
 
 

@@ -6,8 +6,9 @@ import pytest
 
 from provisioner import errors
 from provisioner.config import ControllerConfig
-from provisioner.controller import ControllerCapability, ControllerCore
+from provisioner.controller import ControllerCore
 from provisioner.model import GIB, ZONE_KEY, TopologyRequirement, Volume, VolumeState
+from provisioner.ports.csi import ControllerCapability
 from tests.controller.helpers import BLOCK_RWX, MOUNT_ROX, MOUNT_RWO, create, zones
 from tests.fakes.clock import FakeClock
 from tests.fakes.cloud import FakeCloud

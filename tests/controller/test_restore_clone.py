@@ -6,7 +6,7 @@ import pytest
 
 from provisioner import errors
 from provisioner.controller import ControllerCore
-from provisioner.controller.common import TAG_SOURCE_VOLUME
+from provisioner.controller.ownership import TAG_SOURCE_VOLUME
 from provisioner.controller.snapshots import TAG_INTERMEDIATE
 from provisioner.model import GIB, TAG_SNAPSHOT_NAME, ContentSource, TopologyRequirement
 from provisioner.ports.clock import Deadline

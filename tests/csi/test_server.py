@@ -21,6 +21,7 @@ from provisioner import errors
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 from provisioner.csi.errors import CODES, GENERIC_INTERNAL, status_for
 from provisioner.csi.identity import IdentityService
+from provisioner.csi.interceptors import DEADLINE_HEADROOM
 from provisioner.csi.server import Services, serve_until_signalled
 from provisioner.ports.clock import current_deadline
 from tests.grpcutil import Stubs, channel, running_server
@@ -250,12 +251,17 @@ def test_hundred_slow_calls_do_not_queue_cheap_ones(stubs: Stubs, controller: Sc
 class DeadlineRecorder(csi_pb2_grpc.ControllerServicer):
     def __init__(self) -> None:
         self.remaining: list[float | None] = []
+        self.headroom: list[float] = []
 
     def CreateVolume(
         self, request: csi_pb2.CreateVolumeRequest, context: grpc.ServicerContext
     ) -> csi_pb2.CreateVolumeResponse:
         deadline = current_deadline()
         self.remaining.append(None if deadline is None else deadline.remaining())
+        left = None if deadline is None else deadline.remaining()
+        caller_left = context.time_remaining()
+        if left is not None and caller_left is not None:
+            self.headroom.append(caller_left - left)
         return csi_pb2.CreateVolumeResponse(volume=csi_pb2.Volume(volume_id="vol-1"))
 
 
@@ -271,6 +277,9 @@ def test_the_callers_deadline_reaches_the_adapters(tmp_path: Path) -> None:
     first, second = recorder.remaining
     assert first is not None and 20 < first <= 31  # grpc rounds the deadline it carries
     assert second is None  # no deadline sent: unbounded
+    # One deadline, computed once with its headroom: it ends DEADLINE_HEADROOM before the caller's.
+    (headroom,) = recorder.headroom
+    assert DEADLINE_HEADROOM - 0.05 < headroom < DEADLINE_HEADROOM + 0.05
     assert current_deadline() is None  # the scope ended with the call
 
 

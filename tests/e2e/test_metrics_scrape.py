@@ -46,3 +46,5 @@ def test_metrics_after_real_calls(tmp_path: Path) -> None:
     assert 'zonal_csi_rpc_total{code="OK",method="DeleteVolume"} 1.0' in text
     assert 'zonal_ec2_api_request_duration_seconds_count{request="CreateVolume"} 1.0' in text
     assert 'zonal_ec2_api_request_duration_seconds_count{request="DeleteVolume"} 1.0' in text
+    # The in-flight guards report to the metrics (nothing runs any more when the scrape is made).
+    assert 'zonal_inflight_operations{kind="controller"} 0.0' in text

@@ -7,7 +7,8 @@ import random
 from typing import Any
 
 from provisioner.model import LEGACY_ZONE_KEY, ZONE_KEY, Volume, VolumeState
-from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest, Kind, Obj
+from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest
+from provisioner.ports.kube import Kind, Obj
 from provisioner.provisioning.core import ProvisionerCore, Step
 from provisioner.provisioning.settings import ProvisionerConfig
 from tests.fakes.clock import FakeClock

@@ -3,9 +3,9 @@
 The test double for every controller-core test: volumes move ``creating`` → ``available`` after a
 configurable number of ``get_volume`` polls, attachments ``attaching`` → ``attached`` and
 ``detaching`` → gone the same way; ClientToken idempotency, zone validation and the attach rules
-follow EC2. Snapshots move ``pending`` → ``completed`` after ``snapshot_polls`` reads, volume
-modifications ``modifying`` → ``optimizing`` → ``completed`` after ``modify_polls`` reads each; a volume
-refuses a new modification while one is running, and after ``max_modifications`` (EC2's rate limit).
+follow EC2 (the ClientToken rule is :mod:`provisioner.embedded.idempotency`, shared with the simulator;
+``tests/contracts/test_cloud.py`` runs the same scenarios over both). Snapshots move ``pending`` →
+``completed`` after ``snapshot_polls`` reads; volume modifications are :mod:`tests.fakes.cloud_modify`.
 CopyVolumes exists unless ``supports_copy`` is false. Errors can be queued per method
 (:meth:`FakeCloud.fail`), calls are counted (:attr:`FakeCloud.calls`), and a method can be held
 mid-call (:meth:`FakeCloud.hold`) to test concurrency. It must stay small and faithful; it does not
@@ -17,13 +17,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import itertools
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from provisioner import errors
+from provisioner.embedded.idempotency import SeenTokens, TokenMismatch
 from provisioner.model import (
     TAG_SNAPSHOT_NAME,
     TAG_VOLUME_NAME,
@@ -35,10 +35,13 @@ from provisioner.model import (
     VolumeSpec,
     VolumeState,
     Zone,
+    is_instance_id,
+    is_snapshot_id,
+    is_volume_id,
 )
 from provisioner.ports.clock import Clock
-from provisioner.ports.cloud import VolumeModification
 from tests.fakes.cloud_extras import FakeCloudExtras
+from tests.fakes.cloud_modify import FakeModifications
 
 DEFAULT_ZONES = (
     Zone("us-east-1a", "use1-az1"),
@@ -46,9 +49,6 @@ DEFAULT_ZONES = (
     Zone("us-east-1c", "use1-az4"),
 )
 T = TypeVar("T")
-_VOLUME_ID = re.compile(r"^vol-[0-9a-f]{8,17}$")
-_INSTANCE_ID = re.compile(r"^i-[0-9a-f]{8,17}$")
-_SNAPSHOT_ID = re.compile(r"^snap-[0-9a-f]{8,17}$")
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Hold:
     release: threading.Event = field(default_factory=threading.Event)
 
 
-class FakeCloud(FakeCloudExtras):
+class FakeCloud(FakeCloudExtras, FakeModifications):
     def __init__(
         self,
         zones: Sequence[Zone] = DEFAULT_ZONES,
@@ -85,7 +85,8 @@ class FakeCloud(FakeCloudExtras):
         modify_polls: int = 0,
         clock: Clock | None = None,
     ) -> None:
-        super().__init__()
+        FakeCloudExtras.__init__(self)
+        FakeModifications.__init__(self)
         self.region = region
         self.zones = tuple(zones)
         self.creating_polls = creating_polls
@@ -96,27 +97,21 @@ class FakeCloud(FakeCloudExtras):
         self.clock = clock
         # False: CopyVolumes answers Unimplemented, as on endpoints that lack it.
         self.supports_copy = True
-        # EC2's per-volume modification rate limit; None: unlimited.
-        self.max_modifications: int | None = None
-        self.modified: list[tuple[str, dict[str, object]]] = []  # (volume id, changes) per accepted call
         self.copied: list[tuple[str, VolumeSpec, str]] = []  # (source, spec, token) per copy call
         self.snapshot_requests: list[tuple[str, dict[str, str], str]] = []  # (volume, tags, outpost)
         self._snap_polls: dict[str, int] = {}
-        self._mod_polls: dict[str, int] = {}
-        self._mod_count: collections.Counter[str] = (
-            collections.Counter()
-        )  # The next created volumes end in this state instead of available (e.g. VolumeState.ERROR).
+        # The next created volumes end in this state instead of available (e.g. VolumeState.ERROR).
         self.create_outcome = VolumeState.AVAILABLE
         # Attachments never leave "attaching" (the EBS "stuck attaching" failure).
         self.stuck_attaching = False
         self.volumes: dict[str, _Vol] = {}
         self.instances: dict[str, _Inst] = {}
         self.snapshots: dict[str, Snapshot] = {}
-        self.modifications: dict[str, VolumeModification] = {}
         self.deleted: list[str] = []
         self.calls: collections.Counter[str] = collections.Counter()
         self.created_with: list[tuple[VolumeSpec, str, str]] = []  # (spec, zone, token) per create call
-        self._tokens: dict[str, tuple[VolumeSpec, str, str]] = {}  # token → (spec, zone, volume id)
+        # EC2's ClientToken rule, shared with the simulator: (zone, volume id) by token and spec.
+        self._tokens: SeenTokens[VolumeSpec, tuple[str, str]] = SeenTokens()
         self._errors: dict[str, collections.deque[Exception]] = collections.defaultdict(collections.deque)
         self._holds: dict[str, Hold] = {}
         self._ids = itertools.count(0x10000000)
@@ -190,13 +185,14 @@ class FakeCloud(FakeCloudExtras):
                     raise errors.InvalidArgument(
                         f"InvalidParameterValue: size {spec.size_gib} is below snapshot size {snap.size_gib}"
                     )
-            known = self._tokens.get(client_token)
+            try:
+                known = self._tokens.replay(client_token, spec)  # EC2 leaves the zone out of the comparison
+            except TokenMismatch as e:
+                raise errors.AlreadyExists(f"IdempotentParameterMismatch: {e}") from e
             if known is not None:
-                if known[0] != spec:  # EC2 leaves the zone out of the comparison
-                    raise errors.AlreadyExists("IdempotentParameterMismatch: client token reused")
-                entry = self.volumes.get(known[2])
+                entry = self.volumes.get(known[1])
                 if entry is None:  # deleted meanwhile: EC2 still answers with the old volume
-                    return dataclasses.replace(self._deleted_stub(known), state=VolumeState.DELETED)
+                    return self._deleted_stub(spec, *known)
                 return entry.volume
             volume = Volume(
                 volume_id=self.new_volume_id(),
@@ -214,14 +210,13 @@ class FakeCloud(FakeCloudExtras):
                 else "",
                 multi_attach=spec.multi_attach,
                 snapshot_id=spec.snapshot_id,
-                tags=dict(spec.tags),
+                tags={**spec.tags, TAG_VOLUME_NAME: spec.name},  # as the EC2 adapter writes them
             )
             self.volumes[volume.volume_id] = _Vol(volume, outcome=self.create_outcome)
-            self._tokens[client_token] = (spec, zone, volume.volume_id)
+            self._tokens.record(client_token, spec, (zone, volume.volume_id))
             return volume
 
-    def _deleted_stub(self, known: tuple[VolumeSpec, str, str]) -> Volume:
-        spec, zone, volume_id = known
+    def _deleted_stub(self, spec: VolumeSpec, zone: str, volume_id: str) -> Volume:
         return Volume(
             volume_id, spec.size_gib, zone, VolumeState.DELETED, spec.volume_type, tags=dict(spec.tags)
         )
@@ -234,7 +229,7 @@ class FakeCloud(FakeCloudExtras):
             return entry.volume
 
     def _volume(self, volume_id: str) -> _Vol:
-        entry = self.volumes.get(volume_id) if _VOLUME_ID.match(volume_id) else None
+        entry = self.volumes.get(volume_id) if is_volume_id(volume_id) else None
         if entry is None:
             raise errors.NotFound(f"volume {volume_id} not found")
         return entry
@@ -315,7 +310,7 @@ class FakeCloud(FakeCloudExtras):
             return self._instance(instance_id).instance
 
     def _instance(self, instance_id: str) -> _Inst:
-        inst = self.instances.get(instance_id) if _INSTANCE_ID.match(instance_id) else None
+        inst = self.instances.get(instance_id) if is_instance_id(instance_id) else None
         if inst is None:
             raise errors.NotFound(f"instance {instance_id} not found")
         return inst
@@ -414,7 +409,7 @@ class FakeCloud(FakeCloudExtras):
     def get_snapshot(self, snapshot_id: str) -> Snapshot:
         self._enter("get_snapshot")
         with self._lock:
-            snap = self.snapshots.get(snapshot_id) if _SNAPSHOT_ID.match(snapshot_id) else None
+            snap = self.snapshots.get(snapshot_id) if is_snapshot_id(snapshot_id) else None
             if snap is None:
                 raise errors.NotFound(f"snapshot {snapshot_id} not found")
             return self._read_snapshot(snap)
@@ -445,77 +440,6 @@ class FakeCloud(FakeCloudExtras):
                 and (not source_volume_id or s.source_volume_id == source_volume_id)
             ]
             return _page(matching, max_results, next_token, "stok-")
-
-    def modify_volume(
-        self,
-        volume_id: str,
-        size_gib: int | None = None,
-        volume_type: str | None = None,
-        iops: int | None = None,
-        throughput: int | None = None,
-    ) -> VolumeModification:
-        self._enter("modify_volume")
-        with self._lock:
-            entry = self._volume(volume_id)
-            v = entry.volume
-            latest = self.modifications.get(volume_id)
-            if latest is not None and latest.state in ("modifying", "optimizing"):
-                raise errors.ModificationRateLimited(
-                    f"IncorrectModificationState: volume {volume_id} is being modified ({latest.state})"
-                )
-            if self.max_modifications is not None and self._mod_count[volume_id] >= self.max_modifications:
-                raise errors.ModificationRateLimited(
-                    f"VolumeModificationRateExceeded: volume {volume_id} reached the modification rate limit"
-                )
-            if size_gib is not None and size_gib < v.size_gib:
-                raise errors.InvalidArgument("InvalidParameterValue: new size cannot be smaller")
-            changes = {
-                "size_gib": size_gib,
-                "volume_type": volume_type,
-                "iops": iops,
-                "throughput": throughput,
-            }
-            self.modified.append((volume_id, {k: val for k, val in changes.items() if val is not None}))
-            self._mod_count[volume_id] += 1
-            self._mod_polls[volume_id] = 0
-            entry.volume = dataclasses.replace(
-                v,
-                size_gib=size_gib if size_gib is not None else v.size_gib,
-                volume_type=volume_type or v.volume_type,
-                iops=iops if iops is not None else v.iops,
-                throughput=throughput if throughput is not None else v.throughput,
-            )
-            mod = VolumeModification(
-                volume_id,
-                "modifying" if self.modify_polls > 0 else "completed",
-                entry.volume.size_gib,
-                entry.volume.volume_type,
-                entry.volume.iops,
-                entry.volume.throughput,
-                self._now(),
-            )
-            self.modifications[volume_id] = mod
-            return mod
-
-    def get_volume_modification(self, volume_id: str) -> VolumeModification | None:
-        self._enter("get_volume_modification")
-        with self._lock:
-            self._volume(volume_id)
-            mod = self.modifications.get(volume_id)
-            if mod is None or mod.state not in ("modifying", "optimizing"):
-                return mod
-            n = self._mod_polls[volume_id] = self._mod_polls.get(volume_id, 0) + 1
-            if n >= self.modify_polls:
-                self._mod_polls[volume_id] = 0
-                nxt = "optimizing" if mod.state == "modifying" else "completed"
-                mod = self.modifications[volume_id] = dataclasses.replace(mod, state=nxt)
-            return mod
-
-    def finish_modification(self, volume_id: str) -> None:
-        """Move the volume's latest modification to ``completed`` (as time would)."""
-        with self._lock:
-            mod = self.modifications[volume_id]
-            self.modifications[volume_id] = dataclasses.replace(mod, state="completed")
 
     def create_tags(self, resource_id: str, tags: Mapping[str, str]) -> None:
         self._enter("create_tags")

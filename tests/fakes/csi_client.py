@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 
 from provisioner.errors import ZonalError
 from provisioner.model import ZONE_KEY
-from provisioner.ports.kube import (
-    CTRL_CREATE_DELETE_VOLUME,
-    PLUGIN_ACCESSIBILITY_CONSTRAINTS,
-    PLUGIN_CONTROLLER_SERVICE,
+from provisioner.ports.csi import (
+    ControllerCapability,
     CreatedVolume,
     CreateVolumeRequest,
+    PluginCapability,
     PluginInfo,
 )
 
@@ -29,8 +28,10 @@ class FakeCsiClient:
     name: str = "zonal.csi.dev"
     default_zone: str = "us-east-1a"
     topology_key: str = ZONE_KEY
-    plugin_caps: frozenset[str] = frozenset({PLUGIN_CONTROLLER_SERVICE, PLUGIN_ACCESSIBILITY_CONSTRAINTS})
-    controller_caps: frozenset[str] = frozenset({CTRL_CREATE_DELETE_VOLUME})
+    plugin_caps: frozenset[PluginCapability] = frozenset(
+        {PluginCapability.CONTROLLER_SERVICE, PluginCapability.VOLUME_ACCESSIBILITY_CONSTRAINTS}
+    )
+    controller_caps: frozenset[ControllerCapability] = frozenset({ControllerCapability.CREATE_DELETE_VOLUME})
     ready: bool = True
     errors: list[ZonalError] = field(default_factory=list)
     delete_errors: list[ZonalError] = field(default_factory=list)
@@ -48,10 +49,10 @@ class FakeCsiClient:
     def plugin_info(self) -> PluginInfo:
         return PluginInfo(self.name, "1.0.0")
 
-    def plugin_capabilities(self) -> frozenset[str]:
+    def plugin_capabilities(self) -> frozenset[PluginCapability]:
         return self.plugin_caps
 
-    def controller_capabilities(self) -> frozenset[str]:
+    def controller_capabilities(self) -> frozenset[ControllerCapability]:
         return self.controller_caps
 
     def create_volume(self, request: CreateVolumeRequest) -> CreatedVolume:

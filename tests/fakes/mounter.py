@@ -137,7 +137,7 @@ class FakeMounter:
 
     def make_file(self, path: str) -> str:
         if posixpath.dirname(path) not in self.dirs:
-            raise FailedPrecondition(f"cannot create {path}: no parent")
+            raise NotFound(f"cannot create {path}: {posixpath.dirname(path)} does not exist")
         if self.inspect(path).kind is not PathKind.MISSING:
             raise FailedPrecondition(f"{path} already exists")
         self.files[path] = 0
@@ -178,7 +178,7 @@ class FakeMounter:
     def mount(self, device: str, target: str, fs_type: str, options: tuple[str, ...]) -> None:
         dev = self._device(device)
         if target not in self.dirs:
-            raise Internal(f"mount: {target}: mount point does not exist")
+            raise NotFound(f"mount: {target}: mount point does not exist")
         if dev.content != fs_type:
             raise FailedPrecondition(f"mount: {device}: wrong fs type, bad option, bad superblock")
         self.table.append(MountInfo(target, device, fs_type, dev.number, "/", ("rw", *options)))
@@ -188,13 +188,15 @@ class FakeMounter:
         mode = "ro" if read_only else "rw"
         if source in self.devices:
             if target not in self.files:
-                raise Internal(f"mount: {target}: mount point does not exist")
+                raise NotFound(f"mount: {target}: mount point does not exist")
             self._bound_devices[target] = source
             info = MountInfo(target, "devtmpfs", "devtmpfs", "0:5", "/" + posixpath.basename(source), (mode,))
         else:
             staged = self.inspect(source).top
-            if staged is None or target not in self.dirs:
-                raise Internal(f"mount: bind {source} {target} failed")
+            if target not in self.dirs:
+                raise NotFound(f"mount: {target}: mount point does not exist")
+            if staged is None:
+                raise Internal(f"the fake binds mounted directories only, not {source}")
             info = MountInfo(
                 target, staged.source, staged.fs_type, staged.major_minor, staged.root, (mode, *options)
             )
@@ -208,9 +210,11 @@ class FakeMounter:
                 self._bound_devices.pop(target, None)
                 self.calls.append(("unmount", target))
                 return
-        raise Internal(f"umount: {target}: not mounted")
+        raise FailedPrecondition(f"umount: {target}: not mounted")
 
     def filesystem_size(self, device: str, mount_path: str, fs_type: str) -> int:
+        if fs_type == "xfs" and not mount_path:
+            raise InvalidArgument("xfs is measured only while mounted")
         return self._device(device).fs_size
 
     def resize_fs(self, device: str, mount_path: str, fs_type: str) -> None:

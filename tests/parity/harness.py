@@ -20,11 +20,12 @@ from botocore.exceptions import ClientError
 
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.config import ControllerConfig, DriverConfig
-from provisioner.controller import ControllerCore, CreatedVolume
+from provisioner.controller import ControllerCore
 from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.model import GIB, ContentSource, Snapshot, TopologyRequirement
 from provisioner.ports.clock import Deadline
 from provisioner.ports.cloud import Cloud
+from provisioner.ports.csi import CreatedVolume
 from tests.controller.helpers import MOUNT_RWO, zones
 from tests.fakes.clock import FakeClock
 from tests.fakes.cloud import FakeCloud

@@ -14,7 +14,8 @@ from provisioner.errors import (
     Unimplemented,
 )
 from provisioner.model import AccessMode, AccessType
-from provisioner.ports.kube import Cancelled, Kind, Obj
+from provisioner.ports.csi import Cancelled
+from provisioner.ports.kube import Kind, Obj
 from provisioner.provisioning.core import ProvisionerCore, Step
 from provisioner.provisioning.pv import decode_requirement, encode_requirement
 from provisioner.provisioning.settings import FINALIZER, ProvisionerConfig

@@ -22,7 +22,7 @@ from provisioner.errors import (
     ZonalError,
 )
 from provisioner.model import AccessMode, AccessType, CapacityRange, TopologyRequirement, VolumeCapability
-from provisioner.ports.kube import Cancelled, CreateVolumeRequest
+from provisioner.ports.csi import Cancelled, ControllerCapability, CreateVolumeRequest, PluginCapability
 from provisioner.provisioning.loop import discover_driver
 from tests.grpcutil import running_server
 
@@ -112,8 +112,11 @@ def test_identity_and_capabilities(driver_and_client: tuple[Driver, GrpcCsiClien
     _, client = driver_and_client
     facts = discover_driver(client, SystemClock(), threading.Event())
     assert facts.name == "zonal.csi.dev"
-    assert facts.plugin_caps == {"CONTROLLER_SERVICE", "VOLUME_ACCESSIBILITY_CONSTRAINTS"}
-    assert facts.controller_caps == {"CREATE_DELETE_VOLUME"}
+    assert facts.plugin_caps == {
+        PluginCapability.CONTROLLER_SERVICE,
+        PluginCapability.VOLUME_ACCESSIBILITY_CONSTRAINTS,
+    }
+    assert facts.controller_caps == {ControllerCapability.CREATE_DELETE_VOLUME}
 
 
 def test_create_and_delete_round_trip(driver_and_client: tuple[Driver, GrpcCsiClient]) -> None:

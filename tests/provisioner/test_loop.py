@@ -10,7 +10,8 @@ import pytest
 
 from provisioner.errors import FailedPrecondition, OperationInProgress, ResourceExhausted, Unavailable
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import CTRL_CREATE_DELETE_VOLUME, PLUGIN_CONTROLLER_SERVICE, Cancelled, Kind, Obj
+from provisioner.ports.csi import Cancelled, ControllerCapability, PluginCapability
+from provisioner.ports.kube import Kind, Obj
 from provisioner.provisioning.loop import DriverFacts, ProvisionerLoop, discover_driver, run_provisioner
 from provisioner.provisioning.settings import ProvisionerConfig
 from provisioner.provisioning.workqueue import Backoff
@@ -67,8 +68,10 @@ def test_refuses_a_driver_that_cannot_create_volumes() -> None:
     no_ctrl = FakeCsiClient(plugin_caps=frozenset())
     with pytest.raises(FailedPrecondition, match="CONTROLLER_SERVICE"):
         facts(no_ctrl)
-    no_create = FakeCsiClient(plugin_caps=frozenset({PLUGIN_CONTROLLER_SERVICE}), controller_caps=frozenset())
-    with pytest.raises(FailedPrecondition, match=CTRL_CREATE_DELETE_VOLUME):
+    no_create = FakeCsiClient(
+        plugin_caps=frozenset({PluginCapability.CONTROLLER_SERVICE}), controller_caps=frozenset()
+    )
+    with pytest.raises(FailedPrecondition, match=ControllerCapability.CREATE_DELETE_VOLUME.value):
         facts(no_create)
 
 

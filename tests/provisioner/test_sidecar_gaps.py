@@ -8,14 +8,8 @@ import threading
 import pytest
 
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import (
-    CTRL_CLONE_VOLUME,
-    CTRL_CREATE_DELETE_SNAPSHOT,
-    CTRL_CREATE_DELETE_VOLUME,
-    Kind,
-    KubeUnavailable,
-    Obj,
-)
+from provisioner.ports.csi import ControllerCapability
+from provisioner.ports.kube import Kind, KubeUnavailable, Obj
 from provisioner.provisioning.clone_protection import CLONE_FINALIZER
 from provisioner.provisioning.core import ProvisionerCore, Step
 from provisioner.provisioning.loop import ProvisionerLoop, discover_driver
@@ -126,7 +120,13 @@ def test_unresolvable_class_template_fails_the_deletion(
 
 # --- clone protection -------------------------------------------------------------------------------------
 
-CLONING = frozenset({CTRL_CREATE_DELETE_VOLUME, CTRL_CLONE_VOLUME, CTRL_CREATE_DELETE_SNAPSHOT})
+CLONING = frozenset(
+    {
+        ControllerCapability.CREATE_DELETE_VOLUME,
+        ControllerCapability.CLONE_VOLUME,
+        ControllerCapability.CREATE_DELETE_SNAPSHOT,
+    }
+)
 
 
 @pytest.fixture

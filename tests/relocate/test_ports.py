@@ -4,19 +4,17 @@ client against the HTTP fake), and EC2's snapshot progress read through the EC2 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.embedded.kube.memory import MemoryKube
-from provisioner.kube.client import KubeClient, k8s
 from provisioner.model import VolumeSpec
 from provisioner.ports.kube import Kind, KubeApi, KubeConflict
 from tests.fakes.clock import FakeClock
 from tests.fakes.kube import claim
-from tests.fakes.kube_http import FakeApiServer
+from tests.fakes.kube_http import official_client
 
 
 @pytest.fixture(params=["memory", "official-client"])
@@ -25,15 +23,8 @@ def api(request: pytest.FixtureRequest) -> Iterator[tuple[MemoryKube, KubeApi]]:
     if request.param == "memory":
         yield kube, kube
         return
-    server = FakeApiServer(kube).start()
-    cfg: Any = k8s.Configuration()
-    cfg.host = server.url
-    client = KubeClient(cfg, qps=0)
-    try:
+    with official_client(kube) as client:
         yield kube, client
-    finally:
-        client.close()
-        server.stop()
 
 
 def test_delete_with_a_uid_deletes_only_that_object(api: tuple[MemoryKube, KubeApi]) -> None:

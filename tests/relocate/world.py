@@ -19,16 +19,14 @@ from provisioner.embedded.kube.controllers import PvController
 from provisioner.embedded.kube.memory import MemoryKube
 from provisioner.model import EBS_ZONE_KEY, TAG_ZONAL_DRIVER, ZONE_KEY, Snapshot, TopologyRequirement, Volume
 from provisioner.ports.clock import Clock
-from provisioner.ports.kube import (
-    CTRL_CREATE_DELETE_VOLUME,
-    PLUGIN_ACCESSIBILITY_CONSTRAINTS,
-    PLUGIN_CONTROLLER_SERVICE,
+from provisioner.ports.csi import (
+    ControllerCapability,
     CreatedVolume,
     CreateVolumeRequest,
-    Kind,
-    Obj,
+    PluginCapability,
     PluginInfo,
 )
+from provisioner.ports.kube import Kind, Obj
 from provisioner.provisioning.core import ProvisionerCore, Step
 from provisioner.provisioning.settings import ProvisionerConfig
 from provisioner.relocate.core import RelocateSettings, Relocator
@@ -58,8 +56,10 @@ class SyncClock(FakeClock):
 class CoreCsi:
     """The CsiClient port answered in process by the controller core (the driver's real CreateVolume)."""
 
-    plugin_caps = frozenset({PLUGIN_CONTROLLER_SERVICE, PLUGIN_ACCESSIBILITY_CONSTRAINTS})
-    controller_caps = frozenset({CTRL_CREATE_DELETE_VOLUME})
+    plugin_caps = frozenset(
+        {PluginCapability.CONTROLLER_SERVICE, PluginCapability.VOLUME_ACCESSIBILITY_CONSTRAINTS}
+    )
+    controller_caps = frozenset({ControllerCapability.CREATE_DELETE_VOLUME})
 
     def __init__(self, core: ControllerCore) -> None:
         self.core = core
@@ -70,10 +70,10 @@ class CoreCsi:
     def plugin_info(self) -> PluginInfo:
         return PluginInfo(DRIVER, "test")
 
-    def plugin_capabilities(self) -> frozenset[str]:
+    def plugin_capabilities(self) -> frozenset[PluginCapability]:
         return self.plugin_caps
 
-    def controller_capabilities(self) -> frozenset[str]:
+    def controller_capabilities(self) -> frozenset[ControllerCapability]:
         return self.controller_caps
 
     def create_volume(self, request: CreateVolumeRequest) -> CreatedVolume:

@@ -11,11 +11,12 @@ from collections import Counter
 from provisioner.aws.batcher import BatchSettings
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.config import CloudConfig, ControllerConfig, DriverConfig
-from provisioner.controller import ControllerCore, CreatedVolume
+from provisioner.controller import ControllerCore
 from provisioner.embedded.ec2 import Delays, Faults, SimConfig, Simulator
 from provisioner.errors import DeadlineExceeded, Internal, OperationInProgress, Unavailable
 from provisioner.model import GIB, TAG_VOLUME_NAME, ZONE_KEY, CapacityRange, TopologyRequirement
 from provisioner.ports.clock import Deadline, SystemClock, deadline_scope
+from provisioner.ports.csi import CreatedVolume
 from tests.controller.helpers import MOUNT_RWO
 from tests.scale.conftest import ZONE_A, ZONE_B, ZONE_C, zonal_client
 

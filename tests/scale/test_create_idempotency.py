@@ -8,11 +8,12 @@ import pytest
 
 from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.config import ControllerConfig, DriverConfig
-from provisioner.controller import ControllerCore, CreatedVolume
+from provisioner.controller import ControllerCore
 from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.errors import AlreadyExists, DeadlineExceeded
 from provisioner.model import GIB, TAG_VOLUME_NAME, ZONE_KEY, CapacityRange, TopologyRequirement
 from provisioner.ports.clock import Deadline
+from provisioner.ports.csi import CreatedVolume
 from tests.aws.conftest import Recorder
 from tests.controller.helpers import MOUNT_RWO
 from tests.fakes.clock import FakeClock

@@ -60,7 +60,8 @@ from provisioner.embedded.ledger import Ledger, start
 from provisioner.errors import NotFound
 from provisioner.model import EBS_ZONE_KEY, ZONE_KEY, VolumeState
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest, CsiClient, Kind, Obj
+from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest, CsiClient
+from provisioner.ports.kube import Kind, Obj
 from provisioner.provisioning import ProvisionerConfig
 from provisioner.provisioning.loop import ProvisionerLoop, discover_driver
 

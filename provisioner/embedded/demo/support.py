@@ -22,7 +22,7 @@ from provisioner.mount.state import FileNodeState
 from provisioner.node import NodeConfig, NodeCore
 from provisioner.node_metadata import resolve_metadata
 from provisioner.ports.clock import SystemClock
-from provisioner.ports.kube import CreatedVolume, CreateVolumeRequest
+from provisioner.ports.csi import CreatedVolume, CreateVolumeRequest
 from provisioner.ports.node import NodeMetadata
 
 

@@ -33,23 +33,19 @@ from provisioner.embedded.ec2 import extras, fasttags, wire
 from provisioner.embedded.ec2.buckets import Buckets
 from provisioner.embedded.ec2.config import SimConfig
 from provisioner.embedded.ec2.counters import Counters
-from provisioner.embedded.ec2.faults import Chance, Fault
-from provisioner.embedded.ec2.hooks import VolumeHooks
-from provisioner.embedded.ec2.state import (
+from provisioner.embedded.ec2.events import (
     Attached,
     Deleted,
     Detached,
-    Graft,
     HookEvent,
-    Lifecycle,
-    RequestContext,
     Resized,
     SnapshotCreated,
     SnapshotDeleted,
     VolumeRestored,
-    backend_for,
-    request_context,
 )
+from provisioner.embedded.ec2.faults import Chance, Fault
+from provisioner.embedded.ec2.hooks import VolumeHooks
+from provisioner.embedded.ec2.state import Graft, Lifecycle, RequestContext, backend_for, request_context
 from provisioner.ports.clock import Clock, SystemClock
 
 if TYPE_CHECKING:

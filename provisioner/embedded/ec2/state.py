@@ -1,5 +1,5 @@
 """What moto lacks inside one EC2 backend: lifecycles on a clock, ClientToken idempotency, zone and
-device checks, and the events the embedded cloud's block backer needs.
+device checks, and the events (:mod:`.events`) the embedded cloud's block backer needs.
 
 moto answers every volume ``available`` and every attachment ``attached`` at once, accepts unknown
 zones and attaches across zones. :class:`Graft` wraps the methods of ONE backend object (instance
@@ -19,63 +19,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from moto.ec2.exceptions import EC2ClientError, InvalidVolumeAttachmentError, MissingParameterError
 from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachment, VolumeModification
 
+from provisioner.embedded.ec2 import events as ev
 from provisioner.embedded.ec2.config import Delays
 from provisioner.embedded.ec2.faults import Chance
+from provisioner.embedded.idempotency import SeenTokens, TokenMismatch
 from provisioner.ports.clock import Clock
-
-# --- events for the embedded cloud's hooks (run by the app after a successful answer) ---------------
-
-
-@dataclass(frozen=True)
-class Attached:
-    volume_id: str
-    instance_id: str
-    device: str
-    size_gib: int
-
-
-@dataclass(frozen=True)
-class Detached:
-    volume_id: str
-    instance_id: str
-
-
-@dataclass(frozen=True)
-class Deleted:
-    volume_id: str
-
-
-@dataclass(frozen=True)
-class Resized:
-    volume_id: str
-    size_gib: int
-
-
-@dataclass(frozen=True)
-class SnapshotCreated:
-    snapshot_id: str
-    volume_id: str
-
-
-@dataclass(frozen=True)
-class VolumeRestored:
-    volume_id: str
-    snapshot_id: str
-    size_gib: int
-
-
-@dataclass(frozen=True)
-class SnapshotDeleted:
-    snapshot_id: str
-
-
-HookEvent = Attached | Detached | Deleted | Resized | SnapshotCreated | VolumeRestored | SnapshotDeleted
 
 
 @dataclass
@@ -85,7 +40,7 @@ class RequestContext:
     action: str
     client_token: str | None = None
     signature: tuple[tuple[str, str], ...] = ()
-    events: list[HookEvent] = field(default_factory=list)
+    events: list[ev.HookEvent] = field(default_factory=list)
 
 
 _local = threading.local()
@@ -122,6 +77,11 @@ class Lifecycle:
 
     def now(self) -> float:
         return self.clock.monotonic()
+
+    def stamp(self) -> datetime:
+        """Now on the clock's epoch scale, as moto keeps its times (naive UTC): CreateTime and StartTime
+        follow the injected clock too, so "oldest first" orders what a fake clock created apart."""
+        return datetime.fromtimestamp(self.clock.time(), UTC).replace(tzinfo=None)
 
 
 # --- moto objects whose state follows the clock ------------------------------------------------------
@@ -245,6 +205,7 @@ def _adopt_volume(volume: Volume, life: Lifecycle, ready_at: float, fails: bool)
     sim._zonal_fails = fails
     sim._zonal_deleted = False
     sim._zonal_attachment = attachment
+    sim.create_time = life.stamp()
     return sim
 
 
@@ -286,12 +247,6 @@ def backend_for(account_id: str, region: str) -> Any:
 # --- the graft ----------------------------------------------------------------------------------------
 
 
-@dataclass
-class _Token:
-    signature: tuple[tuple[str, str], ...]
-    volume: Volume
-
-
 def _error(code: str, message: str) -> EC2ClientError:
     return EC2ClientError(code, message)
 
@@ -306,7 +261,7 @@ class Graft:
     def __init__(self, backend: Any, life: Lifecycle) -> None:
         self.backend = backend
         self.life = life
-        self.tokens: dict[str, _Token] = {}
+        self.tokens: SeenTokens[tuple[tuple[str, str], ...], Volume] = SeenTokens()
         self._create_volume = backend.create_volume
         self._attach_volume = backend.attach_volume
         self._detach_volume = backend.detach_volume
@@ -338,17 +293,13 @@ class Graft:
         if ctx is None:  # a root volume of RunInstances: ready at once
             volume: Volume = self._create_volume(*args, **kwargs)
             return _adopt_volume(volume, self.life, self.life.now(), False)
-        if ctx.client_token is not None:
-            seen = self.tokens.get(ctx.client_token)
+        try:
             # EC2 idempotency: same token and parameters (zone aside) → the original volume.
-            if seen is not None:
-                if seen.signature != ctx.signature:
-                    raise _error(
-                        "IdempotentParameterMismatch",
-                        "Parameters on this idempotent request are inconsistent with parameters used in "
-                        "previous request(s).",
-                    )
-                return seen.volume
+            seen = self.tokens.replay(ctx.client_token, ctx.signature)
+        except TokenMismatch as e:
+            raise _error("IdempotentParameterMismatch", str(e)) from e
+        if seen is not None:
+            return seen
         zone = _arg(args, kwargs, 1, "zone_name")
         if not zone:
             raise MissingParameterError("AvailabilityZone")
@@ -367,10 +318,9 @@ class Graft:
         volume = self._create_volume(*args, **kwargs)
         delay = self.life.delays.volume_create
         sim = _adopt_volume(volume, self.life, self.life.now() + delay, self.life.chance.volume_fails())
-        if ctx.client_token is not None:
-            self.tokens[ctx.client_token] = _Token(ctx.signature, sim)
+        self.tokens.record(ctx.client_token, ctx.signature, sim)
         if snapshot_id:  # only a fresh volume: a ClientToken replay returned above
-            ctx.events.append(VolumeRestored(sim.id, str(snapshot_id), int(sim.size)))
+            ctx.events.append(ev.VolumeRestored(sim.id, str(snapshot_id), int(sim.size)))
         return sim
 
     def _device_taken(self, instance: Any, device: str) -> bool:
@@ -410,7 +360,7 @@ class Graft:
         if att is None:
             return None
         sim = _adopt_attachment(att, self.life, self.life.now() + self.life.delays.attach)
-        ctx.events.append(Attached(volume_id, instance_id, device, int(volume.size)))
+        ctx.events.append(ev.Attached(volume_id, instance_id, device, int(volume.size)))
         return sim
 
     def detach_volume(self, *args: Any, **kwargs: Any) -> VolumeAttachment:
@@ -432,7 +382,7 @@ class Graft:
         ghost._zonal_detached_at = self.life.now() + self.life.delays.detach
         if isinstance(volume, SimVolume) and not ghost.gone():
             volume.attachment = ghost  # EC2 keeps the volume in-use while it detaches
-        ctx.events.append(Detached(volume_id, ghost.instance.id))
+        ctx.events.append(ev.Detached(volume_id, ghost.instance.id))
         return ghost
 
     def delete_volume(self, *args: Any, **kwargs: Any) -> Volume:
@@ -441,7 +391,7 @@ class Graft:
         if ctx is not None:
             if isinstance(volume, SimVolume):
                 volume._zonal_deleted = True
-            ctx.events.append(Deleted(volume.id))
+            ctx.events.append(ev.Deleted(volume.id))
         return volume
 
     def modify_volume(self, *args: Any, **kwargs: Any) -> Volume:
@@ -481,7 +431,7 @@ class Graft:
         modification._zonal_started_at = self.life.now()
         if int(volume.size) != old_size:
             volume.size = int(volume.size)
-            ctx.events.append(Resized(volume_id, int(volume.size)))
+            ctx.events.append(ev.Resized(volume_id, int(volume.size)))
         return result
 
     def create_snapshot(self, *args: Any, **kwargs: Any) -> Snapshot:
@@ -490,18 +440,19 @@ class Graft:
         if ctx is None:
             return snapshot
         # EC2 snapshots are point in time at CreateSnapshot, however long they stay pending.
-        ctx.events.append(SnapshotCreated(snapshot.id, snapshot.volume.id))
+        ctx.events.append(ev.SnapshotCreated(snapshot.id, snapshot.volume.id))
         snapshot.__dict__.pop("status", None)
         snapshot.__class__ = SimSnapshot
         sim: SimSnapshot = snapshot  # type: ignore[assignment]
         sim._zonal_life = self.life
         sim._zonal_started_at = self.life.now()
         sim._zonal_ready_at = sim._zonal_started_at + self.life.delays.snapshot
+        sim.start_time = self.life.stamp()
         return sim
 
     def delete_snapshot(self, *args: Any, **kwargs: Any) -> Snapshot:
         snapshot: Snapshot = self._delete_snapshot(*args, **kwargs)
         ctx = _acting("DeleteSnapshot")
         if ctx is not None:
-            ctx.events.append(SnapshotDeleted(snapshot.id))
+            ctx.events.append(ev.SnapshotDeleted(snapshot.id))
         return snapshot
