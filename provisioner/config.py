@@ -69,8 +69,8 @@ class CloudConfig:
     # Concurrent DescribeVolumes/DescribeInstances lookups share one call (provisioner.aws.batcher).
     batching: bool = True
     batch_window: float = 0.03
-    # Multiplies EC2's documented request rates in the client-side limiter (retry mode adaptive):
-    # for accounts with raised limits, or a simulator run with --scale.
+    # Where the client-side limiter (retry mode adaptive) starts: EC2's documented buckets, size and rate,
+    # times this. A starting point, not a ceiling: the limiter finds the account's real rate from there.
     rate_scale: float = 1.0
 
 

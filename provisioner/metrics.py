@@ -6,6 +6,8 @@ existing dashboards translate by prefix):
 - ``zonal_csi_rpc_total{method,code}`` and ``zonal_csi_rpc_duration_seconds{method}``
 - ``zonal_ec2_api_request_duration_seconds{request}``, ``zonal_ec2_api_request_errors_total{request,error}``,
   ``zonal_ec2_api_request_throttles_total{request}``
+- ``zonal_ec2_limiter_rate{request}``: the client-side limiter's current rate (calls per second) for each
+  mutating EC2 action, as it has found the account's rate
 - ``zonal_inflight_operations{kind}`` (operations the ``controller`` and ``node`` in-flight guards hold)
 - ``zonal_provisioner_queue_depth{queue}``, ``zonal_provisioner_claim_duration_seconds{result}``
 
@@ -48,6 +50,12 @@ class Metrics:
         self.ec2_throttles = Counter(
             "zonal_ec2_api_request_throttles_total", "EC2 API calls throttled", ["request"], registry=r
         )
+        self.ec2_rate = Gauge(
+            "zonal_ec2_limiter_rate",
+            "Client-side limiter's current rate per EC2 action (calls per second)",
+            ["request"],
+            registry=r,
+        )
         self.inflight = Gauge("zonal_inflight_operations", "Operations in flight", ["kind"], registry=r)
         self.queue_depth = Gauge(
             "zonal_provisioner_queue_depth",
@@ -80,6 +88,10 @@ class Metrics:
             self.ec2_errors.labels(request, error).inc()
         if throttled:
             self.ec2_throttles.labels(request).inc()
+
+    def watch_ec2_rate(self, request: str, rate: Callable[[], float]) -> None:
+        # Read at scrape time: the limiter changes its rate continuously while it probes.
+        self.ec2_rate.labels(request).set_function(rate)
 
     def inflight_changed(self, kind: str, count: int) -> None:
         self.inflight.labels(kind).set(count)

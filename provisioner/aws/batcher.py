@@ -3,8 +3,14 @@
 Why: a hundred CreateVolume/ControllerPublish calls each polling their own volume would make a
 hundred DescribeVolumes a second, against a bucket that refills 20 a second. A :class:`Batcher`
 collects the keys asked for during a short window (``window``) and, under load, keeps consecutive
-calls of one kind at least ``min_interval`` apart, then makes one call for all of them and hands each
-caller its own answer. A full batch (``max_batch`` keys) goes at once.
+calls of one kind apart, then makes one call for all of them and hands each caller its own answer. A
+full batch (``max_batch`` keys) goes at once.
+
+The spacing under load is ``min_interval``, or, given a ``target_batch``, whatever makes a call carry
+about that many keys at the rate keys arrive (within ``min_interval`` .. ``max_interval``): volumes
+created at 25 a second are polled every ~0.6 s, at 2.5 a second every ~6 s, so DescribeVolumes stays
+near one call per ``target_batch`` polls whatever rate EC2 lets volumes be created at. A lone caller is
+never delayed (the previous call is long past).
 
 How each caller's answer is chosen:
 
@@ -25,6 +31,7 @@ functions come from :class:`~provisioner.aws.ec2.Ec2Cloud`.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -44,11 +51,16 @@ class BatchSettings:
     # How long the first caller waits for others to join (seconds, real time).
     window: float = 0.03
     # Under load, consecutive calls of one kind start at least this far apart; callers arriving
-    # meanwhile join the next call. A lone caller is not delayed (the previous call is long past). Under
-    # a steady stream of creations a poll may wait up to this long for its slot: 2 s keeps the waits
-    # for `available` (median creation ≈ 1.5 s) to about one DescribeVolumes per 10 volumes at EC2's
-    # CreateVolume refill rate of 5/s.
-    min_interval: float = 2.0
+    # meanwhile join the next call. A lone caller is not delayed (the previous call is long past).
+    min_interval: float = 0.5
+    # DescribeVolumes (waits, lookups by name) space themselves to carry about `target_batch` keys a
+    # call, up to `max_interval` apart: under a steady stream of creations a poll waits up to that long
+    # for its slot. A volume is polled about twice while it is created, so 30 keys a call keep the
+    # waits for `available` near one DescribeVolumes per 15 volumes at whatever rate CreateVolume runs.
+    target_batch: int = 30
+    max_interval: float = 8.0
+    # DescribeInstances keeps a fixed spacing: an attach holds its instance's lock across the lookup.
+    instance_interval: float = 2.0
     max_volumes: int = 500  # the adapter splits these into filters of ec2.ID_BATCH values
     max_instances: int = 50
     batch_names: bool = True  # CreateVolume's lookup by name (a tag filter) too
@@ -77,6 +89,8 @@ class Batcher(Generic[K, V]):
         min_interval: float = 0.0,
         max_batch: int = 500,
         monotonic: Callable[[], float] = time.monotonic,
+        target_batch: int = 0,
+        max_interval: float = 0.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
@@ -85,12 +99,40 @@ class Batcher(Generic[K, V]):
         self._missing = missing
         self._window = max(0.0, window)
         self._min_interval = max(0.0, min_interval)
+        self._max_interval = max(self._min_interval, max_interval)
+        self._target = max(0, target_batch)
+        self.spacing = self._min_interval  # between calls under load, adapted to ``target_batch``
         self._max = max_batch
         self._now = monotonic
         self._cond = threading.Condition()
         self._open: _Batch[K, V] | None = None
         self._last_call = float("-inf")
         self.calls = 0  # batch calls made (fallbacks not included), for tests and benchmarks
+
+    @classmethod
+    def lookups(
+        cls,
+        fetch: Callable[[list[K]], Mapping[K, V]],
+        single: Callable[[K], V],
+        missing: Callable[[K], V],
+        settings: BatchSettings,
+        instances: bool = False,
+    ) -> Batcher[K, V]:
+        """Volume lookups (spacing adapted to ``target_batch``) or instance lookups (a fixed spacing),
+        as ``settings`` say."""
+        s = settings
+        if instances:
+            return cls(fetch, single, missing, s.window, s.instance_interval, s.max_instances)
+        return cls(
+            fetch,
+            single,
+            missing,
+            s.window,
+            s.min_interval,
+            s.max_volumes,
+            target_batch=s.target_batch,
+            max_interval=s.max_interval,
+        )
 
     def get(self, key: K) -> V:
         with self._cond:
@@ -111,7 +153,9 @@ class Batcher(Generic[K, V]):
 
     def _lead(self, batch: _Batch[K, V]) -> None:
         with self._cond:
-            start_at = max(self._now() + self._window, self._last_call + self._min_interval)
+            opened = self._now()
+            start_at = max(opened + self._window, self._last_call + self.spacing)
+            loaded = start_at > opened + self._window  # this call waits for the previous one's spacing
             while not batch.full:
                 remaining = start_at - self._now()
                 if remaining <= 0:
@@ -120,7 +164,9 @@ class Batcher(Generic[K, V]):
             if self._open is batch:
                 self._open = None
             keys = list(batch.keys)
-            self._last_call = self._now()
+            now = self._now()
+            self._adapt(len(keys), now - self._last_call, loaded)
+            self._last_call = now
             self.calls += 1
         try:
             batch.results = self._fetch(keys)
@@ -128,6 +174,12 @@ class Batcher(Generic[K, V]):
             batch.error = e
         finally:
             batch.done.set()
+
+    def _adapt(self, keys: int, since_last: float, loaded: bool) -> None:
+        if self._target:
+            self.spacing = next_spacing(
+                self.spacing, keys, since_last, loaded, self._target, self._min_interval, self._max_interval
+            )
 
     def _answer(self, batch: _Batch[K, V], key: K) -> V:
         error = batch.error
@@ -139,3 +191,15 @@ class Batcher(Generic[K, V]):
         if key in batch.results:
             return batch.results[key]
         return self._missing(key)
+
+
+def next_spacing(
+    spacing: float, keys: int, since_last: float, loaded: bool, target: int, low: float, high: float
+) -> float:
+    """The spacing after a call of ``keys`` keys made ``since_last`` seconds after the previous one:
+    half way (in ratio) towards the one that gives ``target`` keys a call at that arrival rate, within
+    ``low`` .. ``high``; back to ``low`` once calls stop queueing behind each other (not ``loaded``)."""
+    if not loaded or since_last <= 0 or keys <= 0:
+        return low
+    ideal = target * since_last / keys
+    return min(high, max(low, math.sqrt(spacing * ideal)))

@@ -3,7 +3,8 @@
 ``before-call`` stamps the start into botocore's per-call context, ``needs-retry`` notes throttled
 attempts, ``after-call`` / ``after-call-error`` report duration, final error code ("" on success) and
 whether any attempt was throttled to an :class:`Ec2Observer` (:class:`provisioner.metrics.Metrics`
-implements it). This module must not change requests or answers.
+implements it), which also watches the limiter's rate per action. This module must not change
+requests or answers.
 """
 
 from __future__ import annotations
@@ -12,18 +13,22 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from provisioner.aws.ratelimit import THROTTLE_CODES
+from provisioner.aws.ratelimit import THROTTLE_CODES, LimitObserver
 
 _START = "zonal_started"
 _THROTTLED = "zonal_throttled"
 
 
-class Ec2Observer(Protocol):
+class CallObserver(Protocol):
     def observe_ec2(self, request: str, seconds: float, error: str = "", throttled: bool = False) -> None: ...
 
 
+class Ec2Observer(CallObserver, LimitObserver, Protocol):
+    """Everything zonal reports about EC2: each call, and the limiter's rate per action."""
+
+
 class CallMetrics:
-    def __init__(self, observer: Ec2Observer, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, observer: CallObserver, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._observer = observer
         self._now = monotonic
 
@@ -62,7 +67,7 @@ class CallMetrics:
         self._observer.observe_ec2(request, seconds, error, throttled)
 
 
-def install_metrics(client: Any, observer: Ec2Observer) -> CallMetrics:
+def install_metrics(client: Any, observer: CallObserver) -> CallMetrics:
     """Report every API call of ``client`` to ``observer``."""
     hooks = CallMetrics(observer)
     service = client.meta.service_model.service_id.hyphenize()

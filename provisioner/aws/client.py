@@ -6,10 +6,12 @@ Region, endpoint, retries and timeouts all come from the config the CLI filled i
 ``AWS_ENDPOINT_URL``, and credentials come from boto3's usual chain. It must not make any call.
 
 Retry modes. ``standard`` is botocore's standard mode as is. ``adaptive`` (the default) is zonal's own:
-a rate limiter per EC2 action that adapts to throttling and retries bounded by the RPC deadline
+a rate limiter per EC2 action that finds the account's real rate from EC2's answers, starting from the
+documented buckets × ``rate_scale``, and retries bounded by the RPC deadline
 (:mod:`provisioner.aws.ratelimit`), installed over botocore's standard mode — botocore's own adaptive
 mode keeps one rate for the whole client, so throttled CreateVolumes would slow AttachVolume.
-With a ``metrics`` observer every API call is reported (:mod:`provisioner.aws.callmetrics`).
+With a ``metrics`` observer every API call and the limiter's rate per action are reported
+(:mod:`provisioner.aws.callmetrics`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import boto3.session
 from botocore.config import Config
 
 from provisioner import __version__
+from provisioner.aws.adaptive import LimiterSettings
 from provisioner.aws.callmetrics import Ec2Observer, install_metrics
-from provisioner.aws.ratelimit import LimiterSettings, RateLimiter, RetryPolicy, install
+from provisioner.aws.ratelimit import RateLimiter, RetryPolicy, install
 from provisioner.config import CloudConfig
 
 if TYPE_CHECKING:
@@ -91,7 +94,7 @@ def instrument(client: EC2Client, config: CloudConfig, metrics: Ec2Observer | No
     """Install zonal's limiter and retries (retry mode ``adaptive``) and the metrics hooks on a client
     (also one built elsewhere, such as the in-process simulator's)."""
     if config.retry_mode == "adaptive":
-        limiter = RateLimiter(LimiterSettings(scale=config.rate_scale))
+        limiter = RateLimiter(LimiterSettings(scale=config.rate_scale), observer=metrics)
         install(client, limiter, RetryPolicy(limiter, max_attempts=config.max_attempts))
     if metrics is not None:
         install_metrics(client, metrics)

@@ -88,30 +88,13 @@ class Ec2Cloud(EbsExtras):
         self._names: Batcher[str, Volume | None] | None = None
         if batching is not None:
             b = batching
-            self._volumes = Batcher(
-                self.describe_volumes,
-                self._get_volume,
-                _volume_missing,
-                b.window,
-                b.min_interval,
-                b.max_volumes,
-            )
-            self._instances = Batcher(
-                self.describe_instances,
-                self._get_instance,
-                _instance_missing,
-                b.window,
-                b.min_interval,
-                b.max_instances,
+            self._volumes = Batcher.lookups(self.describe_volumes, self._get_volume, _volume_missing, b)
+            self._instances = Batcher.lookups(
+                self.describe_instances, self._get_instance, _instance_missing, b, instances=True
             )
             if b.batch_names:
-                self._names = Batcher(
-                    self.find_volumes_by_names,
-                    self._find_volume_by_name,
-                    lambda _: None,
-                    b.window,
-                    b.min_interval,
-                    b.max_volumes,
+                self._names = Batcher.lookups(
+                    self.find_volumes_by_names, self._find_volume_by_name, lambda _: None, b
                 )
 
     # Access and zones.

@@ -1,17 +1,12 @@
 """Client-side rate limiting per EC2 action, and retries bounded by the RPC deadline.
 
-Why: EC2 throttles each API action from its own token bucket per account (CreateVolume 100 burst,
-5/s; AttachVolume 50, 5/s; …). A driver that fires 100 concurrent CreateVolume calls and lets botocore
-retry the throttles wastes requests, and botocore's own ``adaptive`` mode keeps one rate for the whole
-client, so throttled CreateVolumes would slow AttachVolume too. Here every mutating action has its own
-:class:`AdaptiveBucket`:
-
-* it starts as EC2's documented default bucket for that action (× ``scale``, for accounts with raised
-  limits or a simulator run faster), so one driver alone never sends a request EC2 would refuse;
-* on ``RequestLimitExceeded`` (someone else shares the account's bucket) it cuts its rate by
-  ``decrease_factor`` — at most once per ``decrease_interval``, since a burst of throttled answers is
-  one signal — and forgets its saved-up tokens (the server's bucket is empty);
-* it climbs back linearly to the documented rate over ``recover_seconds`` (additive increase).
+Why: EC2 throttles each API action from its own token bucket per account (:mod:`provisioner.aws.rates`).
+A driver that fires 100 concurrent CreateVolume calls and lets botocore retry the throttles wastes
+requests, and botocore's own ``adaptive`` mode keeps one rate for the whole client, so throttled
+CreateVolumes would slow AttachVolume too. Here every mutating action has its own
+:class:`~provisioner.aws.adaptive.AdaptiveBucket`, which starts as EC2's documented bucket and finds the
+account's real rate from EC2's answers (raised limits, a neighbour spending part of the bucket). A
+throttle of one action reaches only that action's bucket.
 
 Describe* calls are not limited here (they are batched, see :mod:`provisioner.aws.batcher`).
 
@@ -32,12 +27,13 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from botocore.retries.standard import RetryContext, StandardRetryConditions
 
+from provisioner.aws.adaptive import AdaptiveBucket, LimiterSettings
+from provisioner.aws.rates import documented, is_mutating
 from provisioner.errors import Unavailable
 from provisioner.ports.clock import Clock, SystemClock, current_deadline
 
@@ -48,144 +44,49 @@ THROTTLE_CODES = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class RateSpec:
-    """A bucket: ``burst`` requests at once, refilled at ``rate`` per second."""
-
-    burst: float
-    rate: float
-
-
-# EC2's documented default request-rate buckets ("Request throttling for the Amazon EC2 API").
-RESOURCE_MUTATING = RateSpec(100, 5)
-CREATE_TAGS = RateSpec(100, 10)
-OTHER_MUTATING = RateSpec(50, 5)
-_RESOURCE_MUTATING_ACTIONS = frozenset({"CreateVolume", "DeleteVolume", "CreateSnapshot", "DeleteSnapshot"})
-_NON_MUTATING_PREFIXES = ("Describe", "Get", "List")
-
-
-def default_spec(action: str) -> RateSpec | None:
-    """EC2's default bucket for a mutating ``action``; None for the read-only ones (not limited)."""
-    if action.startswith(_NON_MUTATING_PREFIXES):
-        return None
-    if action in _RESOURCE_MUTATING_ACTIONS:
-        return RESOURCE_MUTATING
-    if action == "CreateTags":
-        return CREATE_TAGS
-    return OTHER_MUTATING
-
-
-@dataclass(frozen=True)
-class LimiterSettings:
-    scale: float = 1.0  # multiplies every documented rate (raised account limits, a faster simulator)
-    decrease_factor: float = 0.7
-    decrease_interval: float = 1.0
-    recover_seconds: float = 10.0  # from any reduced rate back to the ceiling, linearly
-    min_rate_fraction: float = 0.05  # never below this share of the ceiling
-    max_wait: float = 60.0  # longest wait for a token when the call carries no deadline
-    overrides: Mapping[str, RateSpec] | None = None  # per action, before scaling
-
-    def __post_init__(self) -> None:
-        if self.scale <= 0:
-            raise ValueError(f"rate scale must be positive, not {self.scale}")
-        if not 0 < self.decrease_factor < 1:
-            raise ValueError(f"decrease factor must be within (0, 1), not {self.decrease_factor}")
-
-
-class AdaptiveBucket:
-    """One action's bucket, as a ticket queue: each caller takes the next ticket and sleeps until the
-    bucket has issued that many tokens, so callers go in arrival order; a decrease only slows the
-    issuing, and every sleeper re-checks its ticket when it wakes. Thread-safe.
-
-    It keeps one token in hand (``headroom``): EC2's bucket starts refilling when our first request
-    reaches it, a little after our own started, and that first request may travel slower than later
-    ones; one token covers a lag of up to ``1 / rate`` seconds for the price of one request."""
-
-    def __init__(self, spec: RateSpec, clock: Clock, settings: LimiterSettings) -> None:
-        self.ceiling = spec.rate * settings.scale
-        headroom = 1.0 if spec.burst >= 10 else 0.0
-        self.capacity = spec.burst - headroom
-        self.rate = self.ceiling
-        self._settings = settings
-        self._floor = self.ceiling * settings.min_rate_fraction
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._issued = self.capacity  # tokens made available so far (the burst first)
-        self._tickets = 0  # tokens handed out or promised
-        self._stamp = clock.monotonic()
-        self._last_decrease = float("-inf")
-        self.throttles = 0
-        self.decreases = 0
-
-    def _advance(self, now: float) -> None:
-        dt = now - self._stamp
-        if dt <= 0:
-            return
-        self._issued = min(self._tickets + self.capacity, self._issued + dt * self.rate)
-        if self.rate < self.ceiling:  # additive increase, back to the documented rate
-            self.rate = min(self.ceiling, self.rate + self.ceiling * dt / self._settings.recover_seconds)
-        self._stamp = now
-
-    def tokens(self) -> float:
-        """Tokens in hand (negative: promised to callers still waiting)."""
-        with self._lock:
-            self._advance(self._clock.monotonic())
-            return self._issued - self._tickets
-
-    def _due_in(self, ticket: int) -> float:
-        # (+1 ns: arriving exactly when EC2's own bucket reaches one token must not lose to rounding)
-        return 0.0 if self._issued >= ticket else (ticket - self._issued) / self.rate + 1e-9
-
-    def acquire(self, budget: float) -> bool:
-        """Wait for a token; False (and no ticket taken) if it would not come within ``budget`` seconds.
-        Once a ticket is taken the caller waits its turn even if a decrease later pushes it past the
-        budget: giving the ticket up would leave a hole in the queue."""
-        with self._lock:
-            self._advance(self._clock.monotonic())
-            ticket = self._tickets + 1
-            wait = self._due_in(ticket)
-            if wait > budget:
-                return False
-            self._tickets = ticket
-        while wait > 0:
-            self._clock.sleep(wait)
-            with self._lock:
-                self._advance(self._clock.monotonic())
-                wait = self._due_in(ticket)
-        return True
-
-    def throttled(self) -> None:
-        """EC2 refused a request: the account's bucket is empty and someone else is drawing on it."""
-        with self._lock:
-            now = self._clock.monotonic()
-            self._advance(now)
-            self.throttles += 1
-            if now - self._last_decrease < self._settings.decrease_interval:
-                return
-            self._last_decrease = now
-            self.rate = max(self._floor, self.rate * self._settings.decrease_factor)
-            self._issued = min(self._issued, float(self._tickets))  # no saved-up tokens any more
-            self.decreases += 1
+class LimitObserver(Protocol):
+    def watch_ec2_rate(self, request: str, rate: Callable[[], float]) -> None:
+        """``rate()`` is the limiter's current rate for ``request`` (calls per second), read on demand."""
+        ...
 
 
 class RateLimiter:
-    """One :class:`AdaptiveBucket` per mutating action, created on first use. Thread-safe."""
+    """One :class:`AdaptiveBucket` per mutating action, created on first use. Thread-safe.
 
-    def __init__(self, settings: LimiterSettings | None = None, clock: Clock | None = None) -> None:
+    botocore sends an attempt and hands its answer to the retry handler in the same thread, so each
+    thread remembers which cut of the bucket its last request was sent under: a throttle of a request
+    sent before the latest cut is not a new signal."""
+
+    def __init__(
+        self,
+        settings: LimiterSettings | None = None,
+        clock: Clock | None = None,
+        observer: LimitObserver | None = None,
+    ) -> None:
         self.settings = settings or LimiterSettings()
         self.clock: Clock = clock or SystemClock()
+        self._observer = observer
         self._lock = threading.Lock()
         self._buckets: dict[str, AdaptiveBucket | None] = {}
+        self._sent_under = threading.local()  # action → the bucket's cut count when this thread sent
+
+    def _epochs(self) -> dict[str, int]:
+        epochs: dict[str, int] | None = getattr(self._sent_under, "epochs", None)
+        if epochs is None:
+            epochs = self._sent_under.epochs = {}
+        return epochs
 
     def bucket(self, action: str) -> AdaptiveBucket | None:
         with self._lock:
-            if action not in self._buckets:
-                overrides = self.settings.overrides or {}
-                spec = overrides.get(action) or default_spec(action)
-                self._buckets[action] = (
-                    AdaptiveBucket(spec, self.clock, self.settings) if spec is not None else None
-                )
-            return self._buckets[action]
+            if action in self._buckets:
+                return self._buckets[action]
+            bucket = None
+            if is_mutating(action):
+                bucket = AdaptiveBucket(documented(action), self.clock, self.settings, action)
+            self._buckets[action] = bucket
+        if bucket is not None and self._observer is not None:
+            self._observer.watch_ec2_rate(action, lambda: bucket.rate)
+        return bucket
 
     def acquire(self, action: str) -> None:
         """Wait for ``action``'s token, bounded by the current RPC deadline and ``max_wait``.
@@ -204,11 +105,13 @@ class RateLimiter:
                 f"{action}: client-side rate limit ({bucket.rate:.2f}/s) has no slot before the deadline; "
                 "retry later"
             )
+        self._epochs()[action] = bucket.decreases
 
     def throttled(self, action: str) -> None:
+        """EC2 refused this thread's last ``action`` request for its rate."""
         bucket = self.bucket(action)
         if bucket is not None:
-            bucket.throttled()
+            bucket.throttled(self._epochs().get(action))
 
 
 class RetryPolicy:

@@ -72,7 +72,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--aws-retry-mode",
         choices=RETRY_MODES,
         default=_DEFAULTS.retry_mode,
-        help="adaptive: a client-side rate limit per EC2 action that adapts to throttling, retries "
+        help="adaptive: a client-side rate limit per EC2 action that finds the account's real rate, retries "
         "bounded by the RPC deadline; standard: botocore's standard retries "
         f"(default {_DEFAULTS.retry_mode})",
     )
@@ -98,8 +98,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
         "--ec2-rate-scale",
         type=_positive,
         default=_DEFAULTS.rate_scale,
-        help="multiplies EC2's documented request rates in the client-side limiter (raised account "
-        "limits; a simulator run with --scale) (default 1)",
+        help="where the client-side limiter starts: EC2's documented buckets (size and rate) times this; "
+        "it then finds the account's real rate by itself, above or below (default 1)",
     )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from kubernetes.client.exceptions import ApiException
 
 from provisioner.kube import kubeconfig as kubeconfig_loader
 from provisioner.kube.errors import network_reason, translate, translated
+from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.kube import (
     Kind,
     KubeError,
@@ -30,6 +30,7 @@ from provisioner.ports.kube import (
     ResourceGone,
     WatchEvent,
 )
+from provisioner.tokenbucket import TokenBucket
 
 # The client is only partly typed; treat it as dynamic at this boundary.
 k8s: Any = _client
@@ -51,27 +52,23 @@ _TYPED: dict[Kind, tuple[type[Any], str]] = {
 MERGE_PATCH = "application/merge-patch+json"
 
 
-class TokenBucket:
-    """Client-side rate limit: ``qps`` tokens per second, at most ``burst`` at once."""
+class RequestLimit:
+    """Client-side rate limit: ``qps`` requests per second, ``burst`` at once, callers in arrival order
+    (zonal's one :class:`~provisioner.tokenbucket.TokenBucket`); ``qps`` of 0 or less: no limit."""
 
-    def __init__(self, qps: float, burst: int) -> None:
+    def __init__(self, qps: float, burst: int, clock: Clock | None = None) -> None:
         self.qps = qps
-        self.burst = max(1, burst)
-        self._tokens = float(self.burst)
-        self._at = time.monotonic()
+        self._clock: Clock = clock or SystemClock()
+        self._bucket = TokenBucket(max(1, burst), max(0.0, qps), self._clock.monotonic())
         self._lock = threading.Lock()
 
     def take(self) -> None:
         if self.qps <= 0:
             return
         with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._at) * self.qps)
-            self._at = now
-            self._tokens -= 1
-            wait = -self._tokens / self.qps if self._tokens < 0 else 0.0
-        if wait > 0:
-            time.sleep(wait)
+            ticket = self._bucket.reserve(self._clock.monotonic())
+            wait = self._bucket.due_in(ticket)
+        self._clock.sleep(wait)
 
 
 def load_configuration(kubeconfig: str = "", context: str = "") -> Any:
@@ -90,7 +87,7 @@ class KubeClient:
 
     def __init__(self, configuration: Any, qps: float = 5.0, burst: int = 10) -> None:
         self.api_client: Any = k8s.ApiClient(configuration)
-        self.limit = TokenBucket(qps, burst)
+        self.limit = RequestLimit(qps, burst)
         self._apis: dict[type[Any], Any] = {}
 
     def close(self) -> None:

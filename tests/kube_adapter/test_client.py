@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from provisioner.kube.client import KubeClient, TokenBucket, k8s
+from provisioner.kube.client import KubeClient, RequestLimit, k8s
 from provisioner.ports.kube import (
     Kind,
     KubeAlreadyExists,
@@ -186,14 +186,14 @@ def test_informer_relists_after_410_through_the_client(cluster: tuple[FakeKube, 
         stop.set()
 
 
-def test_token_bucket_allows_a_burst_then_paces() -> None:
-    import time
+def test_the_request_limit_allows_a_burst_then_paces() -> None:
+    from tests.fakes.clock import FakeClock
 
-    bucket = TokenBucket(qps=50, burst=3)
-    start = time.monotonic()
+    clock = FakeClock()
+    limit = RequestLimit(qps=50, burst=3, clock=clock)
     for _ in range(6):
-        bucket.take()
-    assert time.monotonic() - start >= 0.05
+        limit.take()
+    assert clock.sleeps == pytest.approx([0.0, 0.0, 0.0, 0.02, 0.02, 0.02], abs=1e-6)  # 3 at once, then 50/s
 
 
 def _wait(predicate: Any, timeout: float = 5.0) -> None:

@@ -28,7 +28,9 @@ def zonal_client(sim: Simulator, config: CloudConfig | None = None) -> EC2Client
 
 
 def batched_cloud(sim: Simulator, window: float = 0.2, min_interval: float = 0.0) -> Ec2Cloud:
-    return Ec2Cloud(zonal_client(sim), sim.region, BatchSettings(window=window, min_interval=min_interval))
+    """Batches spaced a fixed ``min_interval`` apart under load (no adaptive spacing)."""
+    settings = BatchSettings(window, min_interval, target_batch=0, instance_interval=min_interval)
+    return Ec2Cloud(zonal_client(sim), sim.region, settings)
 
 
 def calls(sim: Simulator, action: str) -> int:

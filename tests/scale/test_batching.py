@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import pytest
 
-from provisioner.aws.batcher import Batcher
+from provisioner.aws.batcher import Batcher, next_spacing
 from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.errors import InvalidArgument, NotFound, Unavailable, ZonalError
 from provisioner.model import TAG_VOLUME_NAME, Instance, Volume
@@ -180,3 +180,18 @@ def test_calls_of_one_kind_keep_the_minimum_interval_under_load() -> None:
 
     assert time.monotonic() - started >= 0.3
     assert batcher.calls == 2
+
+
+def test_the_spacing_under_load_adapts_to_carry_the_target_batch() -> None:
+    def settle(arrivals_per_second: float) -> float:
+        spacing = 0.5
+        for _ in range(30):  # each call carries what arrived since the previous one
+            spacing = next_spacing(
+                spacing, max(1, round(arrivals_per_second * spacing)), spacing, True, 20, 0.5, 8.0
+            )
+        return spacing
+
+    assert settle(5.0) == pytest.approx(4.0, rel=0.1)  # documented CreateVolume: one call per 20 polls
+    assert settle(2.5) == pytest.approx(8.0, rel=0.02)  # a half bucket: at most 8 s apart
+    assert settle(100.0) == pytest.approx(0.5)  # a fast account: never closer than 0.5 s
+    assert next_spacing(4.0, 3, 30.0, False, 20, 0.5, 8.0) == 0.5  # a lone call: back to the minimum

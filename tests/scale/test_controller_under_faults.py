@@ -28,7 +28,7 @@ RETRIED = (OperationInProgress, Unavailable, DeadlineExceeded, Internal)
 
 def _core(sim: Simulator) -> ControllerCore:
     client = zonal_client(sim, CloudConfig(region=sim.region, max_attempts=3, rate_scale=SCALE))
-    cloud = Ec2Cloud(client, sim.region, BatchSettings(window=0.01, min_interval=0.05))
+    cloud = Ec2Cloud(client, sim.region, BatchSettings(window=0.01, min_interval=0.05, target_batch=0))
     config = ControllerConfig(wait_initial_delay=0.02, wait_factor=1.5, wait_max_delay=0.1)
     return ControllerCore(cloud, SystemClock(), DriverConfig(), config)
 

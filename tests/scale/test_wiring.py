@@ -1,4 +1,5 @@
-"""The flags reach the adapter: batching on by default, off with --no-ec2-batching; the rate scale."""
+"""The flags reach the adapter: batching on by default, off with --no-ec2-batching; the rate scale;
+the metrics see every call and the limiter's rate."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from provisioner.cli import cloud
 from provisioner.config import CloudConfig
 from provisioner.embedded.ec2 import SimServer, Simulator
 from provisioner.errors import NotFound
+from provisioner.metrics import Metrics
 
 
 def _config(*argv: str) -> CloudConfig:
@@ -25,15 +27,16 @@ def test_batching_is_on_by_default_and_can_be_turned_off() -> None:
     assert (off.batching, off.rate_scale, cloud.batch_settings(off)) == (False, 10.0, None)
 
 
-def test_the_built_cloud_batches_and_reports_calls_to_metrics() -> None:
-    recorded: list[tuple[str, str, bool]] = []
-
-    class Observer:
-        def observe_ec2(self, request: str, seconds: float, error: str = "", throttled: bool = False) -> None:
-            recorded.append((request, error, throttled))
-
+def test_the_built_cloud_batches_and_reports_calls_and_the_limiter_rate_to_metrics() -> None:
+    metrics = Metrics()
     with SimServer(Simulator()) as server:
-        ec2 = cloud.build_cloud(_config("--ec2-endpoint", server.endpoint_url), metrics=Observer())
+        ec2 = cloud.build_cloud(_config("--ec2-endpoint", server.endpoint_url), metrics=metrics)
         with pytest.raises(NotFound):
             ec2.get_volume("vol-0123456789abcdef0")
-    assert recorded == [("DescribeVolumes", "", False)]  # one filtered call, absent id → NotFound
+        with pytest.raises(NotFound):
+            ec2.delete_volume("vol-0123456789abcdef0")
+    text = metrics.exposition().decode()
+    # One filtered call, absent id → NotFound.
+    assert 'zonal_ec2_api_request_duration_seconds_count{request="DescribeVolumes"} 1.0' in text
+    assert 'zonal_ec2_limiter_rate{request="DeleteVolume"} 5.0' in text  # the documented start
+    assert 'zonal_ec2_limiter_rate{request="DescribeVolumes"}' not in text  # reads are not limited

@@ -7,18 +7,10 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
+from provisioner.aws.rates import MUTATING, NON_MUTATING, UNFILTERED_NON_MUTATING, RateSpec
 from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
-from provisioner.embedded.ec2.buckets import (
-    CREATE_TAGS,
-    NON_MUTATING,
-    OTHER_MUTATING,
-    RESOURCE_MUTATING,
-    UNFILTERED_DESCRIBE,
-    Buckets,
-    BucketSpec,
-    TokenBucket,
-    bucket_for,
-)
+from provisioner.embedded.ec2.buckets import Buckets, bucket_for
+from provisioner.tokenbucket import TokenBucket
 from tests.fakes.clock import FakeClock
 from tests.sim.conftest import NO_RETRY, ZONE_A, code_of, http_status_of
 
@@ -26,41 +18,43 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 FILTERED = {"VolumeId.1": "vol-1"}
+VOLUME_LIFECYCLE = RateSpec(100, 5)
+CREATE_TAGS = RateSpec(100, 10)
 
 
 @pytest.mark.parametrize(
     ("action", "params", "expected"),
     [
-        ("CreateVolume", FILTERED, RESOURCE_MUTATING),
-        ("DeleteVolume", FILTERED, RESOURCE_MUTATING),
-        ("CreateSnapshot", FILTERED, RESOURCE_MUTATING),
-        ("DeleteSnapshot", FILTERED, RESOURCE_MUTATING),
+        ("CreateVolume", FILTERED, VOLUME_LIFECYCLE),
+        ("DeleteVolume", FILTERED, VOLUME_LIFECYCLE),
+        ("CreateSnapshot", FILTERED, VOLUME_LIFECYCLE),
+        ("DeleteSnapshot", FILTERED, VOLUME_LIFECYCLE),
         ("CreateTags", FILTERED, CREATE_TAGS),
-        ("AttachVolume", FILTERED, OTHER_MUTATING),
-        ("ModifyVolume", FILTERED, OTHER_MUTATING),
+        ("AttachVolume", FILTERED, MUTATING),
+        ("ModifyVolume", FILTERED, MUTATING),
         ("DescribeVolumes", FILTERED, NON_MUTATING),
         ("DescribeVolumes", {"MaxResults": "500"}, NON_MUTATING),
-        ("DescribeVolumes", {"Action": "DescribeVolumes", "Version": "2016-11-15"}, UNFILTERED_DESCRIBE),
-        ("DescribeInstances", {}, UNFILTERED_DESCRIBE),
-        ("DescribeSnapshots", {}, UNFILTERED_DESCRIBE),
+        ("DescribeVolumes", {"Action": "DescribeVolumes", "Version": "2016-11-15"}, UNFILTERED_NON_MUTATING),
+        ("DescribeInstances", {}, UNFILTERED_NON_MUTATING),
+        ("DescribeSnapshots", {}, UNFILTERED_NON_MUTATING),
         ("DescribeAvailabilityZones", {}, NON_MUTATING),
     ],
 )
-def test_documented_bucket_per_action(action: str, params: dict[str, str], expected: BucketSpec) -> None:
+def test_documented_bucket_per_action(action: str, params: dict[str, str], expected: RateSpec) -> None:
     assert bucket_for(action, params)[1] == expected
 
 
 def test_bucket_bursts_then_refills_at_its_rate(clock: FakeClock) -> None:
-    bucket = TokenBucket(100, 5, clock)
+    bucket = TokenBucket(100, 5, clock.monotonic())
 
-    assert sum(bucket.take() for _ in range(150)) == 100
+    assert sum(bucket.try_take(clock.monotonic()) for _ in range(150)) == 100
     clock.advance(1.0)
-    assert sum(bucket.take() for _ in range(10)) == 5
+    assert sum(bucket.try_take(clock.monotonic()) for _ in range(10)) == 5
     clock.advance(100.0)
-    assert bucket.tokens() == 100  # never more than its size
+    assert bucket.level(clock.monotonic()) == 100  # never more than its size
 
 
-def test_scale_multiplies_the_refill_rate(clock: FakeClock) -> None:
+def test_scale_multiplies_the_refill_rate_and_burst_scale_the_size(clock: FakeClock) -> None:
     buckets = Buckets(clock, scale=10)
     while buckets.take("r", "CreateVolume", FILTERED):
         pass
@@ -68,7 +62,10 @@ def test_scale_multiplies_the_refill_rate(clock: FakeClock) -> None:
     clock.advance(0.1)
 
     assert sum(buckets.take("r", "CreateVolume", FILTERED) for _ in range(10)) == 5
-    assert buckets.spec("CreateVolume") == BucketSpec(100, 50)
+    assert buckets.spec("CreateVolume") == RateSpec(100, 50)
+    raised = Buckets(clock, scale=2, burst_scale=2)
+    assert sum(raised.take("r", "CreateVolume", FILTERED) for _ in range(300)) == 200
+    assert raised.spec("DescribeVolumes", {}) == RateSpec(100, 20)  # the unfiltered bucket, doubled
 
 
 def test_each_action_and_region_has_its_own_bucket(clock: FakeClock) -> None:
@@ -117,3 +114,49 @@ def test_unfiltered_describe_has_the_smaller_bucket(ec2: EC2Client, clock: FakeC
     ec2.describe_volumes(Filters=[{"Name": "status", "Values": ["available"]}])  # another bucket
     clock.advance(0.1)  # 10 per second: one token
     ec2.describe_volumes()
+
+
+def test_a_neighbour_spends_its_share_of_the_refill_first(clock: FakeClock) -> None:
+    buckets = Buckets(clock, neighbours={"CreateVolume": 2.5})
+    while buckets.take("r", "CreateVolume", FILTERED):
+        pass
+
+    clock.advance(2.0)  # 10 tokens refilled, 5 of them the neighbour's
+
+    assert sum(buckets.take("r", "CreateVolume", FILTERED) for _ in range(10)) == 5
+    assert buckets.take("r", "AttachVolume", FILTERED)  # other actions are not its business
+    assert buckets.neighbour_spent("CreateVolume") == pytest.approx(5.0)
+
+
+def test_a_neighbour_slower_than_the_refill_leaves_an_idle_bucket_full(clock: FakeClock) -> None:
+    buckets = Buckets(clock, neighbours={"CreateVolume": 2.5})
+    assert buckets.take("r", "CreateVolume", FILTERED)
+
+    clock.advance(100.0)
+
+    assert sum(buckets.take("r", "CreateVolume", FILTERED) for _ in range(150)) == 100
+
+
+def test_a_neighbour_that_starts_and_stops(clock: FakeClock) -> None:
+    buckets = Buckets(clock)
+    while buckets.take("r", "CreateVolume", FILTERED):
+        pass
+    buckets.set_neighbour("CreateVolume", 5.0)  # all of the refill
+    clock.advance(1.0)
+    assert not buckets.take("r", "CreateVolume", FILTERED)
+
+    buckets.set_neighbour("CreateVolume", 0.0)
+    clock.advance(1.0)
+    assert sum(buckets.take("r", "CreateVolume", FILTERED) for _ in range(10)) == 5
+
+
+def test_the_command_line_sets_buckets_the_client_is_not_told_about() -> None:
+    from provisioner.embedded.ec2.__main__ import build_parser, config_from
+
+    args = build_parser().parse_args(
+        ["--scale", "2", "--burst-scale", "2", "--neighbour", "CreateVolume=2.5"]
+    )
+    config = config_from(args)
+    assert (config.scale, config.burst_scale, dict(config.neighbours)) == (2.0, 2.0, {"CreateVolume": 2.5})
+    with pytest.raises(SystemExit, match="expected ACTION=RATE"):
+        config_from(build_parser().parse_args(["--neighbour", "CreateVolume"]))

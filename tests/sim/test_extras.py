@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 import pytest
 from botocore.exceptions import ClientError
 
+from provisioner.aws.rates import MUTATING
 from provisioner.embedded.ec2 import Simulator
-from provisioner.embedded.ec2.buckets import OTHER_MUTATING, bucket_for
+from provisioner.embedded.ec2.buckets import bucket_for
 from tests.fakes.clock import FakeClock
 from tests.sim.conftest import ZONE_A, ZONE_B, code_of
 
@@ -156,4 +157,4 @@ def test_refuse_next_fails_one_call(ec2: EC2Client, sim: Simulator, clock: FakeC
 
 @pytest.mark.parametrize("action", ["EnableFastSnapshotRestores", "LockSnapshot"])
 def test_new_mutating_actions_draw_from_ec2s_mutating_bucket(action: str) -> None:
-    assert bucket_for(action, {"SnapshotId": "snap-1"}) == (action, OTHER_MUTATING)
+    assert bucket_for(action, {"SnapshotId": "snap-1"}) == (action, MUTATING)

@@ -15,8 +15,9 @@ wrong in production. On top of moto's EC2 this simulator adds:
   ``detaching`` → ``detached`` (the volume stays ``in-use`` meanwhile), snapshots ``pending`` →
   ``completed``, modifications ``modifying`` → ``optimizing`` → ``completed``. State is computed when
   read; nothing runs in the background, so a ``FakeClock`` drives it exactly.
-* EC2's token buckets per action (buckets.py), answered ``RequestLimitExceeded`` with HTTP 503;
-  ``scale`` multiplies the refill rates.
+* EC2's token buckets per action (buckets.py, from zonal's own table of the documented defaults),
+  answered ``RequestLimitExceeded`` with HTTP 503; ``scale`` multiplies the refill rates and
+  ``burst_scale`` the sizes, so an account's buckets can differ from what zonal starts from.
 * Seeded faults (503 throttles, 500 InternalError, volumes ending in ``error``) and per-action latency.
 * Counters per action (calls, throttled, errors by code): ``Simulator.counters`` or
   ``GET /_zonal/counters``.
@@ -54,7 +55,6 @@ Limits (where this is still not EC2):
 from __future__ import annotations
 
 from provisioner.embedded.ec2.app import IN_PROCESS_ENDPOINT, Simulator
-from provisioner.embedded.ec2.buckets import BucketSpec
 from provisioner.embedded.ec2.config import Delays, Faults, SimConfig
 from provisioner.embedded.ec2.counters import ActionCounts, Counters
 from provisioner.embedded.ec2.hooks import BackerHooks, SnapshotHooks, VolumeHooks
@@ -64,7 +64,6 @@ __all__ = [
     "IN_PROCESS_ENDPOINT",
     "ActionCounts",
     "BackerHooks",
-    "BucketSpec",
     "Counters",
     "Delays",
     "Faults",

@@ -26,6 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zones", default="", help="comma-separated subset of the region's zones")
     p.add_argument("--account-id", default=None)
     p.add_argument("--scale", type=float, default=1.0, help="multiplies every token-bucket refill rate")
+    p.add_argument("--burst-scale", type=float, default=1.0, help="multiplies every token-bucket size")
+    p.add_argument(
+        "--neighbour",
+        action="append",
+        default=[],
+        metavar="ACTION=RATE",
+        help="another tool of the account spends RATE calls per second of ACTION's bucket, first",
+    )
     p.add_argument("--no-throttling", action="store_true")
     p.add_argument("--instant", action="store_true", help="every state transition done at once")
     p.add_argument("--create-delay", type=float, default=Delays.volume_create)
@@ -41,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _neighbours(items: Sequence[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for item in items:
+        action, sep, rate = item.partition("=")
+        try:
+            out[action] = float(rate)
+        except ValueError:
+            sep = ""
+        if not sep or not action:
+            raise SystemExit(f"--neighbour {item!r}: expected ACTION=RATE, such as CreateVolume=2.5")
+    return out
+
+
 def config_from(args: argparse.Namespace) -> SimConfig:
     delays = (
         Delays.instant()
@@ -52,6 +73,8 @@ def config_from(args: argparse.Namespace) -> SimConfig:
         zones=tuple(z for z in args.zones.split(",") if z),
         account_id=args.account_id,
         scale=args.scale,
+        burst_scale=args.burst_scale,
+        neighbours=_neighbours(args.neighbour),
         throttling=not args.no_throttling,
         delays=delays,
         faults=Faults(args.throttle_rate, args.error_rate, args.volume_error_rate),

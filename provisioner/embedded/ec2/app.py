@@ -139,7 +139,13 @@ class Simulator:
         self.region = self.config.region
         self.zones = resolve_zones(self.config)
         self.counters = Counters()
-        self.buckets = Buckets(self.clock, self.config.scale, self.config.throttling)
+        self.buckets = Buckets(
+            self.clock,
+            self.config.scale,
+            self.config.throttling,
+            self.config.burst_scale,
+            self.config.neighbours,
+        )
         self._chance = Chance(self.config)
         self._life = Lifecycle(self.clock, self.config.delays, self._chance, self.zones)
         # Fast snapshot restores, snapshot locks, volume status: what moto lacks (extras.py).
@@ -288,6 +294,8 @@ class Simulator:
             "region": self.region,
             "zones": list(self.zones),
             "scale": self.config.scale,
+            "burst_scale": self.config.burst_scale,
+            "neighbours": dict(self.config.neighbours),
             "throttling": self.config.throttling,
         }
 
@@ -301,6 +309,9 @@ class Simulator:
                 return self._json({})
             if path == "/_zonal/config" and method == "GET":
                 return self._json(self.describe())
+            if path == "/_zonal/neighbours" and method == "GET":
+                action = args.get("action", "")
+                return self._json({"action": action, "spent": self.buckets.neighbour_spent(action)})
             if path == "/_zonal/instances" and method == "POST":
                 instance_id = self.create_instance(
                     args.get("zone", self.zones[0]), args.get("type", "m5.large")

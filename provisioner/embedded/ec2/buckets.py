@@ -1,115 +1,125 @@
-"""EC2's request-rate token buckets, one per action (per account and region), on an injected clock.
+"""EC2's request-rate token buckets of one simulated account, one per action (and region).
 
-The sizes and refill rates are the ones AWS documents for the default account limits (see
-"Request throttling for the Amazon EC2 API"): every API has its own bucket, so throttling CreateVolume
-never slows AttachVolume. This module only counts tokens; it must not build responses or sleep.
+The sizes and refill rates are zonal's own table of the documented defaults
+(:mod:`provisioner.aws.rates`), times the account's ``scale`` (refill rates) and ``burst_scale``
+(sizes): an account with raised limits is a scaled default. A *neighbour* is another tool of the
+account that spends a steady number of calls per second of an action's bucket, first: it takes tokens
+as soon as they exist and catches up on what it could not get, like a client that retries until its
+calls go through. The token arithmetic is zonal's one :class:`~provisioner.tokenbucket.TokenBucket`.
+The client under test is never told these figures. This module only counts tokens; it must not build
+responses or sleep.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from provisioner.aws.rates import UNFILTERED_CAPABLE, RateSpec, documented
 from provisioner.ports.clock import Clock
+from provisioner.tokenbucket import TokenBucket
 
-
-@dataclass(frozen=True)
-class BucketSpec:
-    """A bucket's size (the burst) and its refill rate in tokens per second, before scaling."""
-
-    capacity: float
-    refill_per_second: float
-
-
-# The volume and snapshot lifecycle calls have a larger bucket than other mutating calls.
-RESOURCE_MUTATING = BucketSpec(100, 5)
-CREATE_TAGS = BucketSpec(100, 10)
-OTHER_MUTATING = BucketSpec(50, 5)
-NON_MUTATING = BucketSpec(100, 20)
-# DescribeVolumes/Instances/Snapshots asked for everything at once (no filter, no ids, no pages).
-UNFILTERED_DESCRIBE = BucketSpec(50, 10)
-
-_RESOURCE_MUTATING_ACTIONS = frozenset({"CreateVolume", "DeleteVolume", "CreateSnapshot", "DeleteSnapshot"})
-_UNFILTERED_CAPABLE = frozenset({"DescribeVolumes", "DescribeInstances", "DescribeSnapshots"})
-_NON_MUTATING_PREFIXES = ("Describe", "Get", "List")
 # Parameters every request carries; any other one is a filter, an id or a page marker.
 _ENVELOPE = frozenset({"Action", "Version", "DryRun"})
 
 UNFILTERED_SUFFIX = ":unfiltered"
 
 
-def is_mutating(action: str) -> bool:
-    return not action.startswith(_NON_MUTATING_PREFIXES)
-
-
-def bucket_for(action: str, params: Mapping[str, str]) -> tuple[str, BucketSpec]:
+def bucket_for(action: str, params: Mapping[str, str]) -> tuple[str, RateSpec]:
     """The bucket a request draws from: its key and its documented spec."""
-    if action in _RESOURCE_MUTATING_ACTIONS:
-        return action, RESOURCE_MUTATING
-    if action == "CreateTags":
-        return action, CREATE_TAGS
-    if is_mutating(action):
-        return action, OTHER_MUTATING
-    if action in _UNFILTERED_CAPABLE and not (params.keys() - _ENVELOPE):
-        return action + UNFILTERED_SUFFIX, UNFILTERED_DESCRIBE
-    return action, NON_MUTATING
+    unfiltered = action in UNFILTERED_CAPABLE and not (params.keys() - _ENVELOPE)
+    return action + (UNFILTERED_SUFFIX if unfiltered else ""), documented(action, unfiltered)
 
 
-class TokenBucket:
-    """Starts full; refills continuously at ``rate`` tokens per second up to ``capacity``."""
+class _Shared:
+    """One bucket of the account and the neighbour spending from it."""
 
-    __slots__ = ("_clock", "_stamp", "_tokens", "capacity", "rate")
+    __slots__ = ("bucket", "neighbour", "owed", "spent")
 
-    def __init__(self, capacity: float, rate: float, clock: Clock) -> None:
-        self.capacity = capacity
-        self.rate = rate
-        self._clock = clock
-        self._tokens = capacity
-        self._stamp = clock.monotonic()
+    def __init__(self, bucket: TokenBucket, neighbour: float) -> None:
+        self.bucket = bucket
+        self.neighbour = neighbour  # calls per second the neighbour wants
+        self.owed = 0.0  # calls it wanted and found no token for yet
+        self.spent = 0.0  # tokens it has taken
 
-    def _refill(self) -> None:
-        now = self._clock.monotonic()
-        if now > self._stamp:
-            self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = max(self._stamp, now)
-
-    def take(self) -> bool:
-        """Remove one token if there is one."""
-        self._refill()
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-    def tokens(self) -> float:
-        self._refill()
-        return self._tokens
+    def settle(self, now: float) -> None:
+        """Refill to ``now`` with the neighbour served first: it takes what it wants of the tokens in
+        hand and the refill, and only what is left may pile up (to the bucket's size)."""
+        bucket = self.bucket
+        elapsed = now - bucket.stamp
+        if elapsed <= 0:
+            return
+        inflow = bucket.rate * elapsed
+        wanted = self.owed + self.neighbour * elapsed
+        taken = min(max(0.0, bucket.issued - bucket.granted) + inflow, wanted)
+        self.owed = wanted - taken
+        self.spent += taken
+        bucket.refill(now, inflow - taken)
 
 
 class Buckets:
     """All buckets of one account, created on first use. Thread-safe."""
 
-    def __init__(self, clock: Clock, scale: float = 1.0, enabled: bool = True) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        scale: float = 1.0,
+        enabled: bool = True,
+        burst_scale: float = 1.0,
+        neighbours: Mapping[str, float] | None = None,
+    ) -> None:
         self._clock = clock
         self._scale = scale
+        self._burst_scale = burst_scale
         self._enabled = enabled
+        self._neighbours = dict(neighbours or {})
         self._lock = threading.Lock()
-        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets: dict[tuple[str, str], _Shared] = {}
+        # Every bucket exists (full) from here on, its neighbour spending; from a change on, for a
+        # bucket first used after a neighbour was set.
+        self._opened: dict[str, float] = {}
+        self._since = clock.monotonic()
 
-    def spec(self, action: str, params: Mapping[str, str] | None = None) -> BucketSpec:
+    def spec(self, action: str, params: Mapping[str, str] | None = None) -> RateSpec:
         """The effective (scaled) spec for ``action``, so benchmarks can compute their floor."""
-        _, spec = bucket_for(action, params or {"_": "filtered"})
-        return BucketSpec(spec.capacity, spec.refill_per_second * self._scale)
+        return self._scaled(bucket_for(action, {"_": "filtered"} if params is None else params)[1])
+
+    def _scaled(self, spec: RateSpec) -> RateSpec:
+        return RateSpec(spec.burst * self._burst_scale, spec.rate * self._scale)
+
+    def set_neighbour(self, action: str, rate: float) -> None:
+        """From now on a neighbour spends ``rate`` calls per second of ``action``'s buckets (0: none)."""
+        with self._lock:
+            now = self._clock.monotonic()
+            self._neighbours[action] = rate
+            self._opened[action] = now
+            for (_, key), shared in self._buckets.items():
+                if key.split(":")[0] == action:
+                    shared.settle(now)
+                    shared.neighbour = rate
+
+    def neighbour_spent(self, action: str) -> float:
+        """Tokens the neighbours of ``action`` have taken so far (every region)."""
+        with self._lock:
+            now = self._clock.monotonic()
+            total = 0.0
+            for (_, key), shared in self._buckets.items():
+                if key.split(":")[0] == action:
+                    shared.settle(now)
+                    total += shared.spent
+            return total
 
     def take(self, region: str, action: str, params: Mapping[str, str]) -> bool:
         """Whether the request may proceed (always, when throttling is off)."""
         if not self._enabled:
             return True
-        key, spec = bucket_for(action, params)
+        key, documented_spec = bucket_for(action, params)
         with self._lock:
-            bucket = self._buckets.get((region, key))
-            if bucket is None:
-                bucket = TokenBucket(spec.capacity, spec.refill_per_second * self._scale, self._clock)
-                self._buckets[(region, key)] = bucket
-            return bucket.take()
+            now = self._clock.monotonic()
+            shared = self._buckets.get((region, key))
+            if shared is None:
+                spec = self._scaled(documented_spec)
+                bucket = TokenBucket(spec.burst, spec.rate, self._opened.get(action, self._since))
+                shared = self._buckets[(region, key)] = _Shared(bucket, self._neighbours.get(action, 0.0))
+            shared.settle(now)
+            return shared.bucket.try_take(now)

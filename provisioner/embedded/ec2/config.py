@@ -47,9 +47,11 @@ class Faults:
 class SimConfig:
     """One account in one region.
 
-    ``scale`` multiplies every token-bucket refill rate (bucket sizes stay as documented), so
-    ``scale=10`` runs a throttling scenario ten times faster. ``throttling=False`` turns the buckets
-    off. ``latency`` gives seconds per action, ``default_latency`` the rest; ``latency_jitter`` adds a
+    ``scale`` multiplies every token-bucket refill rate and ``burst_scale`` every bucket size, so
+    ``scale=10`` runs a throttling scenario ten times faster and ``scale=2, burst_scale=2`` is an account
+    whose limits AWS doubled. ``neighbours`` maps an action to the calls per second another tool of the
+    account spends of its bucket, first (see buckets.py). ``throttling=False`` turns the buckets off.
+    ``latency`` gives seconds per action, ``default_latency`` the rest; ``latency_jitter`` adds a
     seeded uniform fraction on top (0.2 → up to +20%). ``zones`` must be a subset of the zones moto
     knows for ``region``: they are the only ones the simulator accepts and lists.
     ``account_id`` of ``None`` picks a fresh one per simulator so simulators in one process never share
@@ -60,6 +62,8 @@ class SimConfig:
     zones: tuple[str, ...] = ()  # empty: the first three zones moto knows for ``region``
     account_id: str | None = None
     scale: float = 1.0
+    burst_scale: float = 1.0
+    neighbours: Mapping[str, float] = field(default_factory=dict)
     throttling: bool = True
     delays: Delays = field(default_factory=Delays)
     faults: Faults = field(default_factory=Faults)
@@ -69,8 +73,8 @@ class SimConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.scale <= 0:
-            raise ValueError(f"scale must be positive, not {self.scale}")
+        if self.scale <= 0 or self.burst_scale <= 0:
+            raise ValueError(f"scales must be positive, not {self.scale} and {self.burst_scale}")
         for name in ("throttle_rate", "server_error_rate", "volume_error_rate"):
             rate = getattr(self.faults, name)
             if not 0.0 <= rate <= 1.0:
