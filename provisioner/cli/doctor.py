@@ -24,8 +24,7 @@ import yaml
 
 from provisioner.cli import CliError
 from provisioner.cli.explain import (
-    CLOUD_CHOICES,
-    DEFAULT_TIMEOUT,
+    add_ec2_access_args,
     bounded,
     build_explain_cloud,
     build_kube,
@@ -59,20 +58,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_DRIVER_NAME,
         help=f"the CSI driver whose nodes and zones are checked (default {DEFAULT_DRIVER_NAME})",
     )
-    parser.add_argument(
-        "--cloud",
-        choices=CLOUD_CHOICES,
-        default="auto",
-        help="aws: check nodes and volumes against EC2 (unreachable is a warning); none: never; "
+    add_ec2_access_args(
+        parser,
+        "aws: check nodes and volumes against EC2 (unreachable is a warning); none: never; "
         "auto (default): when a region resolves",
-    )
-    parser.add_argument("--region", default="", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
-    parser.add_argument("--ec2-endpoint", default="", help="EC2 endpoint URL (default: boto3's)")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds per network call (default {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument(
         "-o", "--output", choices=OUTPUTS, default="table", help="output format (default table)"

@@ -48,6 +48,20 @@ OUTPUTS = ("text", "json", "yaml")
 DEFAULT_TIMEOUT = 10.0
 
 
+def add_ec2_access_args(parser: argparse.ArgumentParser, cloud_help: str) -> None:
+    """``--cloud --region --ec2-endpoint --timeout``: how the read-only tools (explain, doctor) reach
+    EC2, if at all."""
+    parser.add_argument("--cloud", choices=CLOUD_CHOICES, default="auto", help=cloud_help)
+    parser.add_argument("--region", default="", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
+    parser.add_argument("--ec2-endpoint", default="", help="EC2 endpoint URL (default: boto3's)")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds per network call (default {DEFAULT_TIMEOUT:g})",
+    )
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "explain",
@@ -86,19 +100,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--driver-name", default="", help="CSI driver name (default: the class's provisioner)"
     )
-    parser.add_argument(
-        "--cloud",
-        choices=CLOUD_CHOICES,
-        default="auto",
-        help="aws: ask EC2 for the volume's zone; none: never; auto (default): only if a region resolves",
-    )
-    parser.add_argument("--region", default="", help="AWS region (default: AWS_REGION / AWS_DEFAULT_REGION)")
-    parser.add_argument("--ec2-endpoint", default="", help="EC2 endpoint URL (default: boto3's)")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        help=f"seconds per network call (default {DEFAULT_TIMEOUT:g})",
+    add_ec2_access_args(
+        parser, "aws: ask EC2 for the volume's zone; none: never; auto (default): only if a region resolves"
     )
     parser.add_argument(
         "-o", "--output", choices=OUTPUTS, default="text", help="output format (default text)"
