@@ -61,6 +61,52 @@ def retrying(call: Callable[[], T], what: str, tally: Tally) -> T | None:
     return None
 
 
+@dataclass(frozen=True)
+class Answered:
+    """One CreateVolume as the client saw it: wall-clock seconds (``time.time``) of its first attempt and
+    of the answer, and the volume id answered."""
+
+    started: float
+    answered: float
+    volume_id: str
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Per-volume figures, sorted: the client's latency (first attempt → answer), and the two parts
+    around EC2's own work: first attempt → EC2 made the volume (limiter queue, retries, the call), and
+    EC2 made it ``available`` → the answer (the controller's waits for ``available``). EC2's moments
+    are the simulator's (``GET /_zonal/volumes``), on the same machine's wall clock."""
+
+    latency: list[float]
+    to_create: list[float]
+    available_to_answer: list[float]
+
+    @staticmethod
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] if values else float("nan")
+
+    def line(self) -> str:
+        p = self.pct
+        return (
+            f"latency p50/p99 {p(self.latency, 0.5):.2f}/{p(self.latency, 0.99):.2f} s; "
+            f"call → EC2 created p50/p99 {p(self.to_create, 0.5):.2f}/{p(self.to_create, 0.99):.2f} s; "
+            f"available → answered p50/p99 {p(self.available_to_answer, 0.5):.2f}/"
+            f"{p(self.available_to_answer, 0.99):.2f} s"
+        )
+
+
+def timings(endpoint: str, answers: list[Answered], create_delay: float) -> Timings:
+    """The :class:`Timings` of ``answers``, from when the simulator made each volume available."""
+    ready: dict[str, float] = get_json(endpoint + "/_zonal/volumes")
+    known = [a for a in answers if a.volume_id in ready]
+    return Timings(
+        latency=sorted(a.answered - a.started for a in answers),
+        to_create=sorted(ready[a.volume_id] - create_delay - a.started for a in known),
+        available_to_answer=sorted(a.answered - ready[a.volume_id] for a in known),
+    )
+
+
 def create_request(name: str, zone: str) -> csi_pb2.CreateVolumeRequest:
     """A 1 GiB gp3 volume that must be in ``zone``."""
     topology = csi_pb2.Topology(segments={ZONE_KEY: zone})

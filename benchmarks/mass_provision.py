@@ -30,6 +30,7 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._procs import simulator, zonal
+from benchmarks._rates import Answered, timings
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 
 RETRIED = {grpc.StatusCode.ABORTED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
@@ -57,17 +58,17 @@ class Tally:
         self.lock = threading.Lock()
         self.retries: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
-        self.latencies: list[float] = []
+        self.answers: list[Answered] = []
 
 
 def _create(stub: csi_pb2_grpc.ControllerStub, name: str, timeout: float, tally: Tally) -> None:
-    started = time.monotonic()
+    started = time.time()
     backoff = 0.1
     for _ in range(100):
         try:
-            stub.CreateVolume(_request(name), timeout=timeout)
+            answer = stub.CreateVolume(_request(name), timeout=timeout)
             with tally.lock:
-                tally.latencies.append(time.monotonic() - started)
+                tally.answers.append(Answered(started, time.time(), answer.volume.volume_id))
             return
         except grpc.RpcError as e:
             code = e.code()
@@ -147,21 +148,19 @@ def main() -> int:
             wall = time.monotonic() - started
         counters = _counters(endpoint)
         duplicates, live = _duplicates(endpoint, sim["region"])
+        times = timings(endpoint, tally.answers, create_delay)
 
-    created = len(tally.latencies)
+    created = len(tally.answers)
     floor = max(0, args.count - BURST) / (RATE * args.scale)
     total_calls = sum(c["calls"] for c in counters.values())
     throttled = sum(c["throttled"] for c in counters.values())
-    lat = sorted(tally.latencies)
     print(
         f"mass provisioning: {args.count} CreateVolume, {args.concurrency} concurrent, scale {args.scale:g}"
     )
     print(f"  wall time            {wall:8.1f} s")
     print(f"  token-bucket floor   {floor:8.1f} s   ratio {wall / floor if floor else float('nan'):.3f}")
     print(f"  created volumes      {created:8d}    (live in EC2: {live})")
-    if lat:
-        p50, p99 = lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(f"  call latency p50/p99 {p50:8.1f} / {p99:.1f} s")
+    print(f"  {times.line()}")
     print(f"  EC2 calls per volume {total_calls / max(created, 1):8.3f}    (all actions)")
     for action, c in sorted(counters.items()):
         print(

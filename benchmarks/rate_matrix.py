@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import mixed_load
 from benchmarks._procs import simulator, zonal
 from benchmarks._rates import (
+    Answered,
     Tally,
+    Timings,
     audit,
     controller_args,
     create_request,
@@ -40,6 +42,7 @@ from benchmarks._rates import (
     limiter_state,
     load,
     retrying,
+    timings,
 )
 from provisioner.csi._proto import csi_pb2_grpc
 
@@ -86,7 +89,7 @@ class Result:
     duplicates: int
     wrong_zone: int
     final_rate: float
-    p50: float
+    timings: Timings
 
     @property
     def floor(self) -> float:
@@ -134,20 +137,18 @@ def run_row(row: Row, count: int, concurrency: int, timeout: float, log_dir: str
         names = [f"pvc-matrix-{i:05d}" for i in range(count)]
         zone_of = {name: zones[i % len(zones)] for i, name in enumerate(names)}
         tally = Tally()
-        latencies: list[float] = []
+        answers: list[Answered] = []
         log_path = Path(log_dir or tmp) / f"zonal-{row.key}.log"
         with log_path.open("w") as log, zonal(args, Path(tmp) / "csi.sock", log) as channel:
             stub = csi_pb2_grpc.ControllerStub(channel)
 
             def create(name: str) -> None:
-                started = time.monotonic()
+                started = time.time()
                 request = create_request(name, zone_of[name])
-                if (
-                    retrying(lambda: stub.CreateVolume(request, timeout=timeout), "CreateVolume", tally)
-                    is not None
-                ):
+                answer = retrying(lambda: stub.CreateVolume(request, timeout=timeout), "CreateVolume", tally)
+                if answer is not None:
                     with tally.lock:
-                        latencies.append(time.monotonic() - started)
+                        answers.append(Answered(started, time.time(), answer.volume.volume_id))
 
             started = time.monotonic()
             with ThreadPoolExecutor(concurrency) as pool:
@@ -156,18 +157,18 @@ def run_row(row: Row, count: int, concurrency: int, timeout: float, log_dir: str
             rates, _ = limiter_state(f"http://127.0.0.1:{port}/metrics")
         counters: dict[str, dict[str, Any]] = get_json(endpoint + "/_zonal/counters")
         duplicates, wrong = audit(endpoint, region, zone_of)
-    latencies.sort()
+        times = timings(endpoint, answers, CREATE_DELAY)
     return Result(
         row=row,
         count=count,
         wall=wall,
-        created=len(latencies),
+        created=len(answers),
         counters=counters,
         tally=tally,
         duplicates=duplicates,
         wrong_zone=wrong,
         final_rate=rates.get("CreateVolume", 0.0),
-        p50=latencies[len(latencies) // 2] if latencies else float("nan"),
+        timings=times,
     )
 
 
@@ -192,7 +193,8 @@ def print_matrix(results: Sequence[Result], count: int, concurrency: int) -> Non
             f"{a} {c['calls']} ({c['throttled']} throttled)" for a, c in sorted(r.counters.items())
         )
         retries = dict(r.tally.retries) or "none"
-        print(f"  {r.row.key}: p50 latency {r.p50:.1f} s; client retries {retries}; EC2 {calls}")
+        print(f"  {r.row.key}: {r.timings.line()}")
+        print(f"  {' ' * len(r.row.key)}  client retries {retries}; EC2 {calls}")
 
 
 def main() -> int:

@@ -84,6 +84,9 @@ class ControllerConfig:
     wait_initial_delay: float = 1.0
     wait_factor: float = 1.6
     wait_max_delay: float = 8.0
+    # The waits for a new volume's `available` check when earlier volumes of its kind were ready
+    # (provisioner.controller.pacing), around the backoff above; False: the backoff alone.
+    learned_waits: bool = True
     # Used when a call carries no deadline of its own.
     default_wait_timeout: float = 300.0
     attach_timeout: float = 90.0
@@ -93,6 +96,8 @@ class ControllerConfig:
     # IdempotentParameterMismatch with no volume of that name visible: EC2 may still be making the
     # earlier request's volume visible (Describe is eventually consistent). Only after this long is the
     # token treated as belonging to a deleted volume and replaced; before, the call answers ABORTED.
+    # Also how long a volume EC2 has just made may be missing from DescribeVolumes before the wait for
+    # its `available` takes NotFound for an answer.
     token_mismatch_grace: float = 30.0
     # Look the name up (DescribeVolumes by tag) before every CreateVolume. Off: EC2's ClientToken makes
     # retries idempotent, and the name is looked up only on IdempotentParameterMismatch. On: a volume of

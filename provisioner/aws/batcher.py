@@ -8,9 +8,14 @@ full batch (``max_batch`` keys) goes at once.
 
 The spacing under load is ``min_interval``, or, given a ``target_batch``, whatever makes a call carry
 about that many keys at the rate keys arrive (within ``min_interval`` .. ``max_interval``): volumes
-created at 25 a second are polled every ~0.6 s, at 2.5 a second every ~6 s, so DescribeVolumes stays
-near one call per ``target_batch`` polls whatever rate EC2 lets volumes be created at. A lone caller is
-never delayed (the previous call is long past).
+created at 25 a second are polled every ~0.4 s, at 2.5 a second every ~6 s, so DescribeVolumes stays
+near one call per ``target_batch`` polls whatever rate EC2 lets volumes be created at. A batch that
+already holds ``target_batch`` keys goes without waiting out the spacing (but never sooner than
+``min_interval`` after the previous call): a wave of lookups due together is not held for a spacing
+learned while fewer arrived. A lone caller is never delayed (the previous call is long past). No caller
+is held past its deadline (:func:`~provisioner.ports.clock.current_deadline`): the batch goes at least
+``DEADLINE_MARGIN`` seconds before the earliest deadline among its callers, so the answer can still
+reach that caller in time.
 
 How each caller's answer is chosen:
 
@@ -39,9 +44,12 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from provisioner.errors import Unavailable, ZonalError
+from provisioner.ports.clock import current_deadline
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+
+DEADLINE_MARGIN = 0.5  # seconds a batch starts before its earliest caller's deadline, for the call itself
 
 
 @dataclass(frozen=True)
@@ -52,12 +60,13 @@ class BatchSettings:
     window: float = 0.03
     # Under load, consecutive calls of one kind start at least this far apart; callers arriving
     # meanwhile join the next call. A lone caller is not delayed (the previous call is long past).
-    min_interval: float = 0.5
+    min_interval: float = 0.25
     # DescribeVolumes (waits, lookups by name) space themselves to carry about `target_batch` keys a
     # call, up to `max_interval` apart: under a steady stream of creations a poll waits up to that long
-    # for its slot. A volume is polled about twice while it is created, so 30 keys a call keep the
-    # waits for `available` near one DescribeVolumes per 15 volumes at whatever rate CreateVolume runs.
-    target_batch: int = 30
+    # for its slot. The learned waits poll a volume about 1.3–1.5 times while it is created, so 24 keys
+    # a call keep the waits for `available` near one DescribeVolumes per 17 volumes at whatever rate
+    # CreateVolume runs (30 did when the fixed backoff polled twice).
+    target_batch: int = 24
     max_interval: float = 8.0
     # DescribeInstances keeps a fixed spacing: an attach holds its instance's lock across the lookup.
     instance_interval: float = 2.0
@@ -67,11 +76,12 @@ class BatchSettings:
 
 
 class _Batch(Generic[K, V]):
-    __slots__ = ("done", "error", "full", "keys", "results")
+    __slots__ = ("done", "error", "full", "keys", "latest", "results")
 
     def __init__(self) -> None:
         self.keys: dict[K, None] = {}
         self.full = False
+        self.latest = math.inf  # when the earliest caller's deadline wants the call to start
         self.done = threading.Event()
         self.results: Mapping[K, V] = {}
         self.error: ZonalError | None = None
@@ -135,15 +145,21 @@ class Batcher(Generic[K, V]):
         )
 
     def get(self, key: K) -> V:
+        latest = self._latest_start()
         with self._cond:
             batch = self._open
             leader = batch is None
             if batch is None:
                 batch = self._open = _Batch()
             batch.keys[key] = None
+            if latest < batch.latest:
+                batch.latest = latest
+                self._cond.notify_all()
             if len(batch.keys) >= self._max:
                 batch.full = True
                 self._open = None
+                self._cond.notify_all()
+            elif len(batch.keys) == self._target:
                 self._cond.notify_all()
         if leader:
             self._lead(batch)
@@ -151,13 +167,24 @@ class Batcher(Generic[K, V]):
             batch.done.wait()
         return self._answer(batch, key)
 
+    def _latest_start(self) -> float:
+        """When this caller's deadline wants its batch to start at the latest (``inf``: no deadline)."""
+        deadline = current_deadline()
+        remaining = None if deadline is None else deadline.remaining()
+        if remaining is None:
+            return math.inf
+        return self._now() + max(0.0, remaining - DEADLINE_MARGIN)
+
     def _lead(self, batch: _Batch[K, V]) -> None:
         with self._cond:
             opened = self._now()
             start_at = max(opened + self._window, self._last_call + self.spacing)
+            # A batch holding the target goes once the window and the minimum interval have passed.
+            soonest = max(opened + self._window, self._last_call + self._min_interval)
             loaded = start_at > opened + self._window  # this call waits for the previous one's spacing
             while not batch.full:
-                remaining = start_at - self._now()
+                go = soonest if self._target and len(batch.keys) >= self._target else start_at
+                remaining = min(go, batch.latest) - self._now()
                 if remaining <= 0:
                     break
                 self._cond.wait(remaining)

@@ -131,6 +131,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 help="look each name up (DescribeVolumes) before CreateVolume, besides the ClientToken: "
                 "finds volumes of that name made by other tools, at one more EC2 call per volume",
             )
+            g.add_argument(
+                "--no-learned-waits",
+                dest="learned_waits",
+                action="store_false",
+                help="poll a new volume for `available` on the fixed backoff (1 s, then ×1.6) instead of "
+                "when earlier volumes of its kind were ready",
+            )
         cloud.add_args(p)
         embedded_entry.add_args(p)
         if mode in ("node", "all"):
@@ -222,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
                     default_zone=default_zone,
                     allow_foreign_volume_delete=args.allow_foreign_volume_delete,
                     lookup_before_create=args.lookup_before_create,
+                    learned_waits=args.learned_waits,
                 ),
                 inflight=InFlight("controller", metrics),
             )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import threading
 from collections.abc import Mapping, Sequence
 
@@ -45,6 +46,7 @@ from provisioner.controller.ownership import (
     ownership_tags,
     volume_label,
 )
+from provisioner.controller.pacing import LearnedPaces, creation_kind
 from provisioner.controller.queries import Queries, RecentVolumes, Validation, VolumeStatus
 from provisioner.controller.snapshots import Snapshotter
 from provisioner.controller.sources import SourcePlan, Sources, size_for
@@ -130,6 +132,12 @@ class ControllerCore:
         self.config = config
         self.log = logger or logging.getLogger(__name__)
         self.waiter = Waiter(clock, config)
+        # The waits for a new volume's `available` learn how long EC2 takes per kind of volume.
+        self.paces = (
+            LearnedPaces(config.wait_initial_delay, config.wait_factor, config.wait_max_delay)
+            if config.learned_waits
+            else None
+        )
         self.inflight = inflight if inflight is not None else InFlight("controller")
         self.attacher = Attacher(cloud, self.waiter, config, self.inflight, self.log)
         self.snapshotter = Snapshotter(cloud, driver, config, self.inflight, self.log, clock)
@@ -228,7 +236,7 @@ class ControllerCore:
                 with self.snapshotter.restoring(plan.snapshot_id):
                     outcome = self._create(request, spec, choice.zone)
                     if not outcome.name_reused:
-                        outcome = _Outcome(self._wait_available(outcome.volume, until))
+                        outcome = _Outcome(self._wait_available(outcome.volume, until, fresh=True))
             if outcome.name_reused:
                 return self._reuse(outcome.volume, parsed.volume_context, plan, until)
             return self._created(outcome.volume, parsed.volume_context, plan.source)
@@ -254,12 +262,12 @@ class ControllerCore:
                 outcome = self._create(request, restored, plan.zone)
                 if outcome.name_reused:
                     return outcome
-                volume = self._wait_available(outcome.volume, until)
+                volume = self._wait_available(outcome.volume, until, fresh=True)
             self.sources.remove_intermediate(spec.name)
             return _Outcome(volume)
         if outcome.name_reused:
             return outcome
-        return _Outcome(self._wait_available(outcome.volume, until))
+        return _Outcome(self._wait_available(outcome.volume, until, fresh=True, copied=True))
 
     def _create(self, request: NameRequest, spec: VolumeSpec, zone: str, copy_from: str = "") -> _Outcome:
         """CreateVolume (or CopyVolumes) with the name's current client token; no lookup by name first.
@@ -314,13 +322,24 @@ class ControllerCore:
     def _check_zone(self, existing: Volume, requirement: TopologyRequirement) -> None:
         check_zone(existing, requirement, self.cloud.availability_zones())
 
-    def _wait_available(self, volume: Volume, until: Deadline) -> Volume:
+    def _wait_available(
+        self, volume: Volume, until: Deadline, fresh: bool = False, copied: bool = False
+    ) -> Volume:
+        """``volume`` once it is no longer creating. ``fresh``: EC2 has just made it (this call's
+        CreateVolume or CopyVolumes answered), so its wait is paced by what earlier waits of its kind
+        took and teaches that kind, and EC2 not listing it yet is no error for a while (Describe is
+        eventually consistent); a volume of unknown age gets the fixed backoff."""
         if volume.state is VolumeState.CREATING:
             volume_id = volume.volume_id
+            pace = None
+            unseen_until = self.clock.monotonic() + self.config.token_mismatch_grace if fresh else -math.inf
+            if fresh and self.paces is not None:
+                pace = self.paces.pace(creation_kind(volume, copied))
             volume = self.waiter.wait(
                 until,
-                lambda: self._settled(volume_id),
+                lambda: self._settled(volume_id, unseen_until),
                 lambda: f"volume {volume_id} is still creating; the call will find it when retried",
+                pace,
             )
         if volume.state in (VolumeState.AVAILABLE, VolumeState.IN_USE):
             return volume
@@ -334,8 +353,13 @@ class ControllerCore:
             )
         raise OperationInProgress(f"volume {volume_label(volume)} is {volume.state.value}; retry later")
 
-    def _settled(self, volume_id: str) -> Volume | None:
-        volume = self.cloud.get_volume(volume_id)
+    def _settled(self, volume_id: str, unseen_until: float) -> Volume | None:
+        try:
+            volume = self.cloud.get_volume(volume_id)
+        except NotFound:
+            if self.clock.monotonic() < unseen_until:
+                return None  # just made and not listed yet: wait on
+            raise
         return None if volume.state is VolumeState.CREATING else volume
 
     def _created(

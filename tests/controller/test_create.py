@@ -177,15 +177,25 @@ def test_other_names_are_not_blocked_by_the_guard(core: ControllerCore, cloud: F
 
 def test_waits_with_initial_delay_then_exponential_backoff(clock: FakeClock) -> None:
     cloud = FakeCloud(creating_polls=8)
-    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig())
+    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig(learned_waits=False))
     create(core)
     assert clock.sleeps == pytest.approx([1.0, 1.6, 2.56, 4.096, 6.5536, 8.0, 8.0, 8.0])
     assert cloud.calls["get_volume"] == 8
 
 
+def test_a_first_volume_of_its_kind_is_checked_at_the_initial_delay_then_closely(clock: FakeClock) -> None:
+    cloud = FakeCloud(creating_polls=8)
+    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig())
+    create(core)
+    # Nothing learned yet: the kind's point is the initial delay; after it, gaps from a quarter of it
+    # growing ×1.6, never more than 0.6 × the time waited (tests/controller/test_pacing.py has the rest).
+    assert clock.sleeps == pytest.approx([1.0, 0.25, 0.4, 0.64, 1.024, 1.6384, 2.62144, 4.194304])
+    assert cloud.calls["get_volume"] == 8
+
+
 def test_deadline_aborts_and_the_retry_finds_the_volume(clock: FakeClock) -> None:
     cloud = FakeCloud(creating_polls=6)
-    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig())
+    core = ControllerCore(cloud, clock, DRIVER, ControllerConfig(learned_waits=False))
     with pytest.raises(errors.DeadlineExceeded, match="still creating"):
         create(core, deadline=Deadline(clock, 5.0))
     assert sum(clock.sleeps) == pytest.approx(5.0)  # never slept past the deadline

@@ -18,7 +18,7 @@ import collections
 import dataclasses
 import itertools
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -55,6 +55,7 @@ T = TypeVar("T")
 class _Vol:
     volume: Volume
     polls: int = 0  # get_volume polls while creating
+    ready_at: float | None = None  # with creating_seconds: when it leaves creating, on the clock
     outcome: VolumeState = VolumeState.AVAILABLE
     attach_polls: dict[str, int] = field(default_factory=dict)  # instance → polls seen in a transition
 
@@ -100,6 +101,9 @@ class FakeCloud(FakeCloudExtras, FakeModifications):
         self.copied: list[tuple[str, VolumeSpec, str]] = []  # (source, spec, token) per copy call
         self.snapshot_requests: list[tuple[str, dict[str, str], str]] = []  # (volume, tags, outpost)
         self._snap_polls: dict[str, int] = {}
+        # Given (and a clock): a new volume stays creating this many seconds (per spec) instead of
+        # creating_polls polls.
+        self.creating_seconds: Callable[[VolumeSpec], float] | None = None
         # The next created volumes end in this state instead of available (e.g. VolumeState.ERROR).
         self.create_outcome = VolumeState.AVAILABLE
         # Attachments never leave "attaching" (the EBS "stuck attaching" failure).
@@ -212,7 +216,10 @@ class FakeCloud(FakeCloudExtras, FakeModifications):
                 snapshot_id=spec.snapshot_id,
                 tags={**spec.tags, TAG_VOLUME_NAME: spec.name},  # as the EC2 adapter writes them
             )
-            self.volumes[volume.volume_id] = _Vol(volume, outcome=self.create_outcome)
+            entry = _Vol(volume, outcome=self.create_outcome)
+            if self.creating_seconds is not None and self.clock is not None:
+                entry.ready_at = self.clock.monotonic() + self.creating_seconds(spec)
+            self.volumes[volume.volume_id] = entry
             self._tokens.record(client_token, spec, (zone, volume.volume_id))
             return volume
 
@@ -239,7 +246,10 @@ class FakeCloud(FakeCloudExtras, FakeModifications):
         v = entry.volume
         if v.state is VolumeState.CREATING:
             entry.polls += 1
-            if entry.polls >= self.creating_polls:
+            if entry.ready_at is not None and self.clock is not None:
+                if self.clock.monotonic() >= entry.ready_at:
+                    v = dataclasses.replace(v, state=entry.outcome)
+            elif entry.polls >= self.creating_polls:
                 v = dataclasses.replace(v, state=entry.outcome)
         attachments = []
         for a in v.attachments:

@@ -11,10 +11,11 @@ from typing import TypeVar
 
 import pytest
 
-from provisioner.aws.batcher import Batcher, next_spacing
+from provisioner.aws.batcher import DEADLINE_MARGIN, Batcher, next_spacing
 from provisioner.embedded.ec2 import Delays, SimConfig, Simulator
 from provisioner.errors import InvalidArgument, NotFound, Unavailable, ZonalError
 from provisioner.model import TAG_VOLUME_NAME, Instance, Volume
+from provisioner.ports.clock import Deadline, SystemClock, deadline_scope
 from tests.scale.conftest import ZONE_A, ZONE_B, batched_cloud, calls
 
 T = TypeVar("T")
@@ -195,3 +196,40 @@ def test_the_spacing_under_load_adapts_to_carry_the_target_batch() -> None:
     assert settle(2.5) == pytest.approx(8.0, rel=0.02)  # a half bucket: at most 8 s apart
     assert settle(100.0) == pytest.approx(0.5)  # a fast account: never closer than 0.5 s
     assert next_spacing(4.0, 3, 30.0, False, 20, 0.5, 8.0) == 0.5  # a lone call: back to the minimum
+
+
+def _loaded(batcher: Batcher[str, str], spacing: float) -> None:
+    """Make ``batcher`` act as under load with ``spacing`` learned: its previous call was just made."""
+    batcher.get("warm")
+    batcher.spacing = spacing
+
+
+def test_a_batch_holding_the_target_goes_without_waiting_out_the_spacing() -> None:
+    source = _Source()
+    batcher = Batcher(
+        source.fetch, source.single, _missing, window=0.0, min_interval=0.05, target_batch=3, max_interval=60
+    )
+    _loaded(batcher, 60.0)  # a spacing learned while few lookups arrived: the next call is a minute away
+
+    started = time.monotonic()
+    results = concurrently([partial(batcher.get, k) for k in "abc"])
+
+    assert results == ["A", "B", "C"]
+    assert time.monotonic() - started < 5.0  # not the minute
+    assert source.batches[-1] == ["a", "b", "c"]
+
+
+def test_no_caller_is_held_past_its_deadline() -> None:
+    source = _Source()
+    batcher = Batcher(
+        source.fetch, source.single, _missing, window=0.0, min_interval=0.05, target_batch=30, max_interval=60
+    )
+    _loaded(batcher, 60.0)
+
+    started = time.monotonic()
+    with deadline_scope(Deadline(SystemClock(), DEADLINE_MARGIN + 0.3)):
+        assert batcher.get("a") == "A"
+
+    took = time.monotonic() - started
+    assert 0.25 <= took < 5.0  # went when the deadline wanted it, not a minute later
+    assert source.batches[-1] == ["a"]

@@ -75,6 +75,21 @@ def test_control_paths(server: SimServer) -> None:
     assert _control(server, "GET", "/_zonal/counters") == {}
 
 
+def test_the_volumes_path_says_when_each_volume_leaves_creating(server: SimServer, clock: FakeClock) -> None:
+    ec2 = _client(server)
+    first = ec2.create_volume(AvailabilityZone=ZONE_A, Size=1)["VolumeId"]
+    clock.advance(0.25)
+    second = ec2.create_volume(AvailabilityZone=ZONE_A, Size=1)["VolumeId"]
+
+    ready = _control(server, "GET", "/_zonal/volumes")
+
+    delay = SimConfig().delays.volume_create
+    assert ready == {
+        first: pytest.approx(clock.time() - 0.25 + delay),
+        second: pytest.approx(clock.time() + delay),
+    }
+
+
 def test_unknown_control_path_is_404(server: SimServer) -> None:
     with pytest.raises(urllib.error.HTTPError) as raised:
         _control(server, "GET", "/_zonal/nothing")

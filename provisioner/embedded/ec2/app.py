@@ -309,6 +309,8 @@ class Simulator:
                 return self._json({})
             if path == "/_zonal/config" and method == "GET":
                 return self._json(self.describe())
+            if path == "/_zonal/volumes" and method == "GET":
+                return self._json(self.ready_times())
             if path == "/_zonal/neighbours" and method == "GET":
                 action = args.get("action", "")
                 return self._json({"action": action, "spent": self.buckets.neighbour_spent(action)})
@@ -326,6 +328,14 @@ class Simulator:
         return "200 OK", list(wire.JSON_HEADERS), json.dumps(value).encode()
 
     # --- helpers for tests and the embedded cloud ---------------------------------------------------
+
+    def ready_times(self) -> dict[str, float]:
+        """When each volume left (or leaves) ``creating``, in seconds since the epoch on the simulator's
+        clock: EC2's CreateTime has whole seconds only, too coarse for benchmarks that time the waits."""
+        offset = self.clock.time() - self.clock.monotonic()
+        with self._lock:
+            volumes = list(self._backend(self.region).volumes.values())
+        return {v.id: v._zonal_ready_at + offset for v in volumes if hasattr(v, "_zonal_ready_at")}
 
     def create_instance(self, zone: str, instance_type: str = "m5.large") -> str:
         """Start an instance in ``zone`` (the embedded node, a test's node) without counting or

@@ -3,7 +3,8 @@
 A threaded werkzeug server (HTTP/1.1 keep-alive, one thread per connection) in a daemon thread.
 Besides EC2 it answers the control paths of :meth:`Simulator._control`: ``GET /_zonal/counters``,
 ``DELETE /_zonal/counters``, ``GET /_zonal/config``, ``GET /_zonal/neighbours?action=…`` (tokens a
-neighbour spent), ``POST /_zonal/instances?zone=…``. This module must
+neighbour spent), ``GET /_zonal/volumes`` (when each volume left ``creating``), ``POST
+/_zonal/instances?zone=…``. This module must
 not listen on anything but the loopback address it is given.
 """
 
