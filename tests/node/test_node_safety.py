@@ -378,3 +378,17 @@ def test_messages_quote_at_most_about_100_characters_of_a_path(env: Env) -> None
         with pytest.raises((NotFound, FailedPrecondition)) as e:
             call()
         assert len(str(e.value)) < 400, str(e.value)
+
+
+def test_stage_refuses_a_device_bound_as_a_raw_block_volume(env: Env) -> None:
+    # A raw block bind shows in the mount table as the device node's filesystem (devtmpfs), not as the
+    # device: found by what the bound path is. Formatting it would write under the pod using it.
+    target = f"{ROOT}/pods/p1/dev"
+    env.stage(BLOCK)
+    env.core.publish(VOL, STAGE, target, BLOCK, False, {}, {})
+    with pytest.raises(FailedPrecondition, match=f"is bound as a raw block volume at {target}"):
+        env.core.stage(VOL, f"{ROOT}/plugins/staging/other", MOUNT, {}, {})
+    assert env.formats() == []
+    second = f"{ROOT}/pods/p2/dev"
+    env.core.publish(VOL, STAGE, second, BLOCK, False, {}, {})  # a second pod's raw bind is still fine
+    assert env.mounter.inspect(second).rdev == env.device.number
