@@ -235,8 +235,14 @@ class NodeCore:
     ) -> None:
         volume_id = inputs.volume_id(volume_id)
         target_path = inputs.path(target_path, "target_path")
-        staging_path = inputs.path(staging_path, "staging_target_path")
         cap = inputs.capability(capability)
+        if not staging_path:
+            # CSI NodePublishVolume: "Staging target path not set" → FAILED_PRECONDITION.
+            raise FailedPrecondition(
+                "staging_target_path is not set; this plugin stages volumes (STAGE_UNSTAGE_VOLUME) first"
+            )
+        staging_path = inputs.path(staging_path, "staging_target_path")
+        inputs.apart(target_path, staging_path)
         read_only = readonly or cap.access_mode in inputs.READ_ONLY_MODES
         if cap.access_type == AccessType.BLOCK:
             with self._hold(volume_id):
