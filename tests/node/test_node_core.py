@@ -120,6 +120,15 @@ def test_stage_block_has_nothing_to_stage(env: Env) -> None:
     assert env.mounter.calls == []
 
 
+def test_stage_block_where_a_filesystem_is_staged_is_already_exists(env: Env) -> None:
+    # CSI NodeStageVolume: "Volume published but is incompatible" → ALREADY_EXISTS, not a silent OK.
+    env.stage()
+    with pytest.raises(AlreadyExists, match="block"):
+        env.stage(BLOCK)
+    env.core.unstage(VOL, STAGE)
+    env.stage(BLOCK)
+
+
 def test_stage_with_another_volume_at_the_path_is_already_exists(env: Env) -> None:
     env.stage()
     env.mounter.add_device("/dev/nvme2n1", GIB, content="ext4")
