@@ -148,9 +148,19 @@ class Custody:
             self.log.warning("could not undo what a failed call created at %s: %s", path, e)
 
     def clean(self, volume_id: str, path: str, what: str) -> None:
-        """Unmount what of ``volume_id`` is at ``path``, then remove what zonal created there."""
+        """Unmount what of ``volume_id`` is at ``path``, then remove what zonal created there.
+
+        ``what`` is the role asked for ("staging_target_path" or "target_path"): a path zonal recorded
+        mounting for the other role is refused, so NodeUnstage never unmounts a pod's target."""
         here = self.mounter.inspect(path)
         record = self.state.recall(path)
+        staging = what == "staging_target_path"
+        if record is not None and record.volume_id == volume_id and (record.kind == "staging") != staging:
+            done, asked = ("published", "staged") if staging else ("staged", "published")
+            raise FailedPrecondition(
+                f"{what} {shown(path)} is where zonal {done} volume {shown(volume_id)}: {done} there, not "
+                f"{asked}; it was left alone"
+            )
         if here.kind is PathKind.MISSING:
             self.state.forget(path)
             return  # CSI: NodeUnstage/NodeUnpublish when nothing is there → OK.
