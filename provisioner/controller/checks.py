@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from provisioner.errors import InvalidArgument
+from provisioner.errors import InvalidArgument, shown
 from provisioner.model import AccessMode, AccessType, VolumeCapability
+from provisioner.ports.node import SUPPORTED_FS_TYPES
 
 # EC2: at most 50 user tags on one resource.
 MAX_TAGS = 50
@@ -25,6 +26,15 @@ def check_capability(capability: VolumeCapability) -> None:
             return
         raise InvalidArgument("access mode MULTI_NODE_MULTI_WRITER is supported for block volumes only")
     raise InvalidArgument(f"access mode {mode.name} is not supported")
+
+
+def check_fs_type(capability: VolumeCapability) -> None:
+    """A mount capability's fs type must be one the node can make and mount (empty: the default).
+    CSI: an unsupported field → INVALID_ARGUMENT; a volume no node could stage is not confirmed."""
+    fs_type = capability.fs_type.lower()
+    if capability.access_type is AccessType.MOUNT and fs_type and fs_type not in SUPPORTED_FS_TYPES:
+        supported = ", ".join(SUPPORTED_FS_TYPES)
+        raise InvalidArgument(f"fs type {shown(capability.fs_type)} is not supported; use one of {supported}")
 
 
 def check_tag_count(tags: Mapping[str, str], what: str) -> None:

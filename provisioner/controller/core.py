@@ -38,7 +38,7 @@ from provisioner import params as P
 from provisioner.config import ControllerConfig, DriverConfig
 from provisioner.controller import drivertags
 from provisioner.controller.attach import Attacher
-from provisioner.controller.checks import check_capability, check_tag_count, wants_multi_attach
+from provisioner.controller.checks import check_capability, check_fs_type, check_tag_count, wants_multi_attach
 from provisioner.controller.existing import NameRequest, check_existing, check_zone
 from provisioner.controller.modify import Expanded, Modifier
 from provisioner.controller.ownership import (
@@ -169,6 +169,7 @@ class ControllerCore:
             raise InvalidArgument("volume_capabilities is required")
         for capability in capabilities:
             check_capability(capability)
+            check_fs_type(capability)
         # CSI 1.11: mutable_parameters (the VolumeAttributesClass) win over parameters.
         parsed = P.parse_parameters(parameters, mutable_parameters)
         for key in parsed.deprecated:

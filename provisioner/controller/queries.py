@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from provisioner import params as P
 from provisioner.config import DriverConfig
-from provisioner.controller.checks import check_capability, wants_multi_attach
+from provisioner.controller.checks import check_capability, check_fs_type, wants_multi_attach
 from provisioner.controller.ownership import is_owned, owner_filter
 from provisioner.controller.paging import EC2_PAGE, check_list_request, page_by_id, read_all
 from provisioner.errors import InvalidArgument
@@ -126,6 +126,7 @@ class Queries:
         for capability in capabilities:
             try:
                 check_capability(capability)
+                check_fs_type(capability)
             except InvalidArgument as e:
                 return Validation(False, e.message)
             if wants_multi_attach(capability) and not volume.multi_attach:

@@ -73,7 +73,7 @@ class NodeService(csi_pb2_grpc.NodeServicer):
     ) -> csi_pb2.NodePublishVolumeResponse:
         require(request.volume_id, "volume_id")
         require(request.target_path, "target_path")
-        require(request.staging_target_path, "staging_target_path")
+        # staging_target_path: optional in the message; NodeCore answers its absence (FAILED_PRECONDITION).
         self.core.publish(
             request.volume_id,
             request.staging_target_path,

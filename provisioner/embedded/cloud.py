@@ -26,6 +26,7 @@ from provisioner.aws.ec2 import Ec2Cloud
 from provisioner.embedded.ledger import Ledger, release_device, remove_folder
 from provisioner.embedded.loopback import LoopBacker
 from provisioner.mount.devices import NVME_BY_ID_PREFIX
+from provisioner.ports.clock import deadline_scope
 from provisioner.ports.node import NodeMetadata
 
 if TYPE_CHECKING:
@@ -33,6 +34,13 @@ if TYPE_CHECKING:
     from provisioner.embedded.ec2 import Simulator
 
 log = logging.getLogger("zonal.embedded")
+
+
+def _cloud_time() -> contextlib.AbstractContextManager[None]:
+    """The simulated EC2 does its work (losetup, copies) on its own time, as EC2 attaches a volume after
+    the client gave up waiting: the RPC deadline that called into it in-process must not cut it short,
+    or EC2 says "attached" while no device ever appears."""
+    return deadline_scope(None)
 
 
 class LinkingHooks:
@@ -53,7 +61,8 @@ class LinkingHooks:
         return Path(self._dev_root) / (NVME_BY_ID_PREFIX + volume_id.replace("-", ""))
 
     def attached(self, volume_id: str, instance_id: str, device: str, size_gib: int) -> None:
-        self._inner.attached(volume_id, instance_id, device, size_gib)
+        with _cloud_time():
+            self._inner.attached(volume_id, instance_id, device, size_gib)
         target = self.devices.get(volume_id)
         if target:
             link = self.link(volume_id)
@@ -74,23 +83,29 @@ class LinkingHooks:
 
     def detached(self, volume_id: str, instance_id: str) -> None:
         self.unlink(volume_id)
-        self._inner.detached(volume_id, instance_id)
+        with _cloud_time():
+            self._inner.detached(volume_id, instance_id)
 
     def deleted(self, volume_id: str) -> None:
         self.unlink(volume_id)
-        self._inner.deleted(volume_id)
+        with _cloud_time():
+            self._inner.deleted(volume_id)
 
     def resized(self, volume_id: str, size_gib: int) -> None:
-        self._inner.resized(volume_id, size_gib)
+        with _cloud_time():
+            self._inner.resized(volume_id, size_gib)
 
     def snapshot_created(self, snapshot_id: str, volume_id: str) -> None:
-        self._inner.snapshot_created(snapshot_id, volume_id)
+        with _cloud_time():
+            self._inner.snapshot_created(snapshot_id, volume_id)
 
     def volume_restored(self, volume_id: str, snapshot_id: str, size_gib: int) -> None:
-        self._inner.volume_restored(volume_id, snapshot_id, size_gib)
+        with _cloud_time():
+            self._inner.volume_restored(volume_id, snapshot_id, size_gib)
 
     def snapshot_deleted(self, snapshot_id: str) -> None:
-        self._inner.snapshot_deleted(snapshot_id)
+        with _cloud_time():
+            self._inner.snapshot_deleted(snapshot_id)
 
 
 @dataclass

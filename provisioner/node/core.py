@@ -112,7 +112,16 @@ class NodeCore:
         staging_path = inputs.path(staging_path, "staging_target_path")
         cap = inputs.capability(capability)
         if cap.access_type == AccessType.BLOCK:
-            return  # Block access: nothing to stage; NodePublish binds the device itself.
+            # Block access: nothing to stage; NodePublish binds the device itself. A filesystem
+            # mounted there is a stage of another kind: CSI "Volume published but is incompatible"
+            # → ALREADY_EXISTS.
+            here = self.mounter.inspect(staging_path)
+            if here.top is not None and here.kind not in UNREACHABLE:
+                raise AlreadyExists(
+                    f"staging target path {shown(staging_path)} has {here.top.describe()} mounted; "
+                    f"volume {shown(volume_id)} is not staged there for block access"
+                )
+            return
         fs_type = inputs.fs_type(cap)
         options = inputs.mount_options(cap, fs_type)
         mkfs_options = inputs.format_options(fs_type, volume_context)
@@ -235,8 +244,14 @@ class NodeCore:
     ) -> None:
         volume_id = inputs.volume_id(volume_id)
         target_path = inputs.path(target_path, "target_path")
-        staging_path = inputs.path(staging_path, "staging_target_path")
         cap = inputs.capability(capability)
+        if not staging_path:
+            # CSI NodePublishVolume: "Staging target path not set" → FAILED_PRECONDITION.
+            raise FailedPrecondition(
+                "staging_target_path is not set; this plugin stages volumes (STAGE_UNSTAGE_VOLUME) first"
+            )
+        staging_path = inputs.path(staging_path, "staging_target_path")
+        inputs.apart(target_path, staging_path)
         read_only = readonly or cap.access_mode in inputs.READ_ONLY_MODES
         if cap.access_type == AccessType.BLOCK:
             with self._hold(volume_id):

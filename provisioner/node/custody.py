@@ -22,6 +22,7 @@ from provisioner.ports.node import (
     BlockDevice,
     DeviceResolver,
     Mounter,
+    MountInfo,
     NodeState,
     PathKind,
     PathRecord,
@@ -86,10 +87,16 @@ class Custody:
             problems.append(f"has partitions {', '.join(name for name, _ in device.partitions)}")
         if device.holders:
             problems.append(f"is held by {', '.join(device.holders)} (device mapper, RAID or LVM)")
-        mounted = [m.target for m in self.mounter.mounts() if m.major_minor in device.numbers]
+        table = self.mounter.mounts()
+        mounted = [m.target for m in table if m.major_minor in device.numbers]
         if mounted:
             more = f" and {len(mounted) - 3} more" if len(mounted) > 3 else ""
             problems.append(f"is mounted at {', '.join(mounted[:3])}{more}")
+        # Binding it raw once more (a second pod's target) is fine; formatting or mounting it is not.
+        bound = [] if raw_block else self._bound_raw(table, device)
+        if bound:
+            more = f" and {len(bound) - 3} more" if len(bound) > 3 else ""
+            problems.append(f"is bound as a raw block volume at {', '.join(bound[:3])}{more}")
         if device.numbers & self.mounter.swap_devices():
             problems.append("is in use as swap")
         if problems:
@@ -97,6 +104,21 @@ class Custody:
                 f"device {device.path} of volume {shown(volume_id)} ({device.proof}) {'; '.join(problems)}: "
                 "zonal formats, mounts and binds only a whole, unused device"
             )
+
+    def _bound_raw(self, table: tuple[MountInfo, ...], device: BlockDevice) -> list[str]:
+        """Paths where the device node itself is bound (a raw block volume): the mount table names
+        the node's filesystem (devtmpfs) there, not the device, so each file bind is looked at."""
+        bound = []
+        for m in table:
+            if m.root == "/":
+                continue  # a whole filesystem, not a bound device node
+            try:
+                here = self.mounter.inspect(m.target)
+            except ZonalError:
+                continue  # unreadable: not provably this device
+            if here.kind is PathKind.BLOCK_DEVICE and here.rdev in device.numbers:
+                bound.append(m.target)
+        return bound
 
     def empty_or_missing_dir(self, what: str, here: PathState) -> None:
         if here.kind in UNREACHABLE:
@@ -126,9 +148,19 @@ class Custody:
             self.log.warning("could not undo what a failed call created at %s: %s", path, e)
 
     def clean(self, volume_id: str, path: str, what: str) -> None:
-        """Unmount what of ``volume_id`` is at ``path``, then remove what zonal created there."""
+        """Unmount what of ``volume_id`` is at ``path``, then remove what zonal created there.
+
+        ``what`` is the role asked for ("staging_target_path" or "target_path"): a path zonal recorded
+        mounting for the other role is refused, so NodeUnstage never unmounts a pod's target."""
         here = self.mounter.inspect(path)
         record = self.state.recall(path)
+        staging = what == "staging_target_path"
+        if record is not None and record.volume_id == volume_id and (record.kind == "staging") != staging:
+            done, asked = ("published", "staged") if staging else ("staged", "published")
+            raise FailedPrecondition(
+                f"{what} {shown(path)} is where zonal {done} volume {shown(volume_id)}: {done} there, not "
+                f"{asked}; it was left alone"
+            )
         if here.kind is PathKind.MISSING:
             self.state.forget(path)
             return  # CSI: NodeUnstage/NodeUnpublish when nothing is there → OK.

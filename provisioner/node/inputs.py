@@ -113,6 +113,17 @@ def path(value: str, what: str, relative_is_not_found: bool = False) -> str:
     return "/" + "/".join(names)
 
 
+def apart(target_path: str, staging_path: str) -> None:
+    """Refuse a target that is, or nests with, the staging path (normalised): binding the volume onto
+    or inside its own staging mount pins that mount, and NodeUnstage could never unmount it."""
+    for outer, inner in ((staging_path, target_path), (target_path, staging_path)):
+        if inner == outer or inner.startswith(outer + "/"):
+            raise InvalidArgument(
+                f"target_path {shown(target_path)} must lie outside staging_target_path "
+                f"{shown(staging_path)} and not contain it"
+            )
+
+
 def capability(cap: VolumeCapability | None) -> VolumeCapability:
     if cap is None:
         raise InvalidArgument("volume_capability is required")

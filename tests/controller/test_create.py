@@ -326,6 +326,8 @@ def test_multi_attach_needs_io2_block(core: ControllerCore, cloud: FakeCloud) ->
         VolumeCapability(AccessType.BLOCK, AccessMode.MULTI_NODE_SINGLE_WRITER),
         VolumeCapability(AccessType.MOUNT, AccessMode.SINGLE_NODE_MULTI_WRITER),
         VolumeCapability(AccessType.MOUNT, AccessMode.UNKNOWN),
+        VolumeCapability(AccessType.MOUNT, AccessMode.SINGLE_NODE_WRITER, "zfs"),
+        VolumeCapability(AccessType.MOUNT, AccessMode.SINGLE_NODE_WRITER, "ext4; rm -rf /"),
     ],
 )
 def test_unsupported_capabilities_are_invalid(core: ControllerCore, capability: VolumeCapability) -> None:

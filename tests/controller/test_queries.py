@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from provisioner import errors
@@ -92,6 +94,10 @@ def test_validate_capabilities(core: ControllerCore) -> None:
     assert not refused.confirmed and "MULTI_NODE_READER_ONLY" in refused.message
     assert not core.validate_capabilities(volume_id, [BLOCK_RWX]).confirmed
     assert not core.validate_capabilities(volume_id, [MOUNT_RWO], {}, {"type": "io1"}).confirmed
+    # A fs type no node can make is not confirmed (the node would refuse it at NodeStage).
+    zfs = core.validate_capabilities(volume_id, [replace(MOUNT_RWO, fs_type="zfs")])
+    assert not zfs.confirmed and "zfs" in zfs.message
+    assert core.validate_capabilities(volume_id, [replace(MOUNT_RWO, fs_type="XFS")]).confirmed
     with pytest.raises(errors.NotFound):
         core.validate_capabilities("vol-0000000000000dead", [MOUNT_RWO])
     with pytest.raises(errors.InvalidArgument):

@@ -120,6 +120,15 @@ def test_stage_block_has_nothing_to_stage(env: Env) -> None:
     assert env.mounter.calls == []
 
 
+def test_stage_block_where_a_filesystem_is_staged_is_already_exists(env: Env) -> None:
+    # CSI NodeStageVolume: "Volume published but is incompatible" → ALREADY_EXISTS, not a silent OK.
+    env.stage()
+    with pytest.raises(AlreadyExists, match="block"):
+        env.stage(BLOCK)
+    env.core.unstage(VOL, STAGE)
+    env.stage(BLOCK)
+
+
 def test_stage_with_another_volume_at_the_path_is_already_exists(env: Env) -> None:
     env.stage()
     env.mounter.add_device("/dev/nvme2n1", GIB, content="ext4")
@@ -321,12 +330,28 @@ def test_multi_node_mount_exceeds_capabilities() -> None:
 
 @pytest.mark.parametrize(
     ("volume_id", "staging", "target"),
-    [("", STAGE, TARGET), (VOL, "", TARGET), (VOL, STAGE, ""), (VOL, STAGE, "x/y"), (VOL, STAGE, "/a/../b")],
+    [
+        ("", STAGE, TARGET),
+        (VOL, STAGE, ""),
+        (VOL, STAGE, "x/y"),
+        (VOL, STAGE, "/a/../b"),
+        (VOL, STAGE, STAGE + "/"),
+        (VOL, STAGE, STAGE + "/sub"),
+        (VOL, TARGET + "/s", TARGET),
+    ],
 )
 def test_publish_bad_input_is_invalid_argument(volume_id: str, staging: str, target: str) -> None:
     env = Env()
     with pytest.raises(InvalidArgument):
         env.core.publish(volume_id, staging, target, MOUNT, False, {}, {})
+    assert env.mounter.calls == []
+
+
+def test_publish_without_a_staging_path_is_failed_precondition() -> None:
+    # CSI NodePublishVolume: "Staging target path not set" → FAILED_PRECONDITION.
+    env = Env()
+    with pytest.raises(FailedPrecondition, match="staging_target_path is not set"):
+        env.core.publish(VOL, "", TARGET, MOUNT, False, {}, {})
 
 
 @pytest.mark.parametrize(("volume_id", "path"), [("", TARGET), (VOL, ""), (VOL, "/x/../y"), (VOL, "/a\0b")])

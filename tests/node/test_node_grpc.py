@@ -38,6 +38,10 @@ def mount_cap(fs_type: str = "") -> csi_pb2.VolumeCapability:
     return Cap(mount=Cap.MountVolume(fs_type=fs_type), access_mode=RW)
 
 
+def block_cap() -> csi_pb2.VolumeCapability:
+    return Cap(block=Cap.BlockVolume(), access_mode=RW)
+
+
 def _stubs(folder: Path, core: NodeCore) -> Iterator[Stubs]:
     services = Services(
         identity=IdentityService("zonal.csi.dev", "0.1.0", controller=False), node=NodeService(core)
@@ -168,6 +172,16 @@ def test_lifecycle_and_idempotency_over_the_wire(stubs: Stubs, fake: FakeMounter
         ),
         ("NodeUnstageVolume", csi_pb2.NodeUnstageVolumeRequest(volume_id=VOL)),
         ("NodePublishVolume", csi_pb2.NodePublishVolumeRequest(volume_id=VOL, staging_target_path="/s")),
+        *(
+            (
+                "NodePublishVolume",
+                csi_pb2.NodePublishVolumeRequest(
+                    volume_id=VOL, staging_target_path=staging, target_path=target, volume_capability=cap
+                ),
+            )
+            for staging, target in (("/s", "/s/"), ("/s", "/s/t"), ("/t/s", "/t"))
+            for cap in (mount_cap(), block_cap())
+        ),
         ("NodeUnpublishVolume", csi_pb2.NodeUnpublishVolumeRequest(target_path="/t")),
         ("NodeGetVolumeStats", csi_pb2.NodeGetVolumeStatsRequest(volume_id=VOL)),
         ("NodeExpandVolume", csi_pb2.NodeExpandVolumeRequest(volume_path="/t")),
@@ -175,6 +189,13 @@ def test_lifecycle_and_idempotency_over_the_wire(stubs: Stubs, fake: FakeMounter
 )
 def test_bad_input_is_invalid_argument(shared_stubs: Stubs, method: str, request_: object) -> None:
     assert code_of(getattr(shared_stubs.node, method), request_) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_publish_without_a_staging_path_is_failed_precondition(shared_stubs: Stubs) -> None:
+    # CSI NodePublishVolume: "Staging target path not set" → FAILED_PRECONDITION (the field is optional
+    # in the message, required only because this plugin advertises STAGE_UNSTAGE_VOLUME).
+    request = csi_pb2.NodePublishVolumeRequest(volume_id=VOL, target_path="/t", volume_capability=mount_cap())
+    assert code_of(shared_stubs.node.NodePublishVolume, request) == grpc.StatusCode.FAILED_PRECONDITION
 
 
 def test_unknown_volume_and_path_are_not_found(stubs: Stubs) -> None:

@@ -372,9 +372,17 @@ def _restore(w: World) -> None:
             continue
         for volume in (w.volume, w.other_volume):
             while _owner(w, volume, target):
-                w.stubs.node.NodeUnpublishVolume(
-                    csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume, target_path=target), timeout=30
-                )
+                try:
+                    w.stubs.node.NodeUnpublishVolume(
+                        csi_pb2.NodeUnpublishVolumeRequest(volume_id=volume, target_path=target), timeout=30
+                    )
+                except grpc.RpcError as e:
+                    # zonal staged the volume there: only NodeUnstage takes a staging mount back.
+                    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, e.details()
+                    w.stubs.node.NodeUnstageVolume(
+                        csi_pb2.NodeUnstageVolumeRequest(volume_id=volume, staging_target_path=target),
+                        timeout=30,
+                    )
     assert mounts_under(w.sandbox) == w.mounts, "the plugin could not take back what it mounted"
     now = snapshot(w.sandbox)
     for entry in sorted(set(now) - set(w.tree), key=len, reverse=True):

@@ -378,3 +378,32 @@ def test_messages_quote_at_most_about_100_characters_of_a_path(env: Env) -> None
         with pytest.raises((NotFound, FailedPrecondition)) as e:
             call()
         assert len(str(e.value)) < 400, str(e.value)
+
+
+def test_stage_refuses_a_device_bound_as_a_raw_block_volume(env: Env) -> None:
+    # A raw block bind shows in the mount table as the device node's filesystem (devtmpfs), not as the
+    # device: found by what the bound path is. Formatting it would write under the pod using it.
+    target = f"{ROOT}/pods/p1/dev"
+    env.stage(BLOCK)
+    env.core.publish(VOL, STAGE, target, BLOCK, False, {}, {})
+    with pytest.raises(FailedPrecondition, match=f"is bound as a raw block volume at {target}"):
+        env.core.stage(VOL, f"{ROOT}/plugins/staging/other", MOUNT, {}, {})
+    assert env.formats() == []
+    second = f"{ROOT}/pods/p2/dev"
+    env.core.publish(VOL, STAGE, second, BLOCK, False, {}, {})  # a second pod's raw bind is still fine
+    assert env.mounter.inspect(second).rdev == env.device.number
+
+
+def test_unstage_and_unpublish_leave_the_others_path_alone(env: Env) -> None:
+    # NodeUnstage given the pod's target (or NodeUnpublish given the staging path) must not unmount it
+    # under the running pod: zonal recorded which role it mounted each path for.
+    env.stage()
+    env.publish()
+    with pytest.raises(FailedPrecondition, match="published there, not staged"):
+        env.core.unstage(VOL, TARGET)
+    with pytest.raises(FailedPrecondition, match="staged there, not published"):
+        env.core.unpublish(VOL, STAGE)
+    assert env.mounter.inspect(TARGET).top is not None and env.mounter.inspect(STAGE).top is not None
+    env.core.unpublish(VOL, TARGET)
+    env.core.unstage(VOL, STAGE)
+    assert env.mounter.table == []
