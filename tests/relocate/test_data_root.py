@@ -120,6 +120,6 @@ def test_the_file_survives_a_kill_in_the_middle_and_a_resume(disk: Disk) -> None
     with pytest.raises(Killed):
         rel.start(plan, delete_source=True)
     assert dying.killed_at.startswith("after create_volume")
-    disk.world.relocator().resume("default", "data")
+    disk.world.relocator().resume("default", "data", take_over=True)  # the killed process is surely gone
     assert read_back(disk) == MESSAGE
     assert len(disk.world.volumes()) == 1
