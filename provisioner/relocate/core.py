@@ -271,12 +271,16 @@ class Relocator:
 
     # --- waiting ----------------------------------------------------------------------------------------
 
+    def renew(self) -> None:
+        """Renew the lease now (LeaseLost, nothing written, if it was taken over)."""
+        self.lease.write(self.journal_pv, lambda pv: None)
+
     def wait(self, seconds: float, check: Callable[[], R | None], what: Callable[[], str]) -> R:
         """Poll ``check``, renewing the lease (heartbeat) so a long wait does not let it expire."""
 
         def beating() -> R | None:
             if self.lease.heartbeat_due():
-                self.lease.write(self.journal_pv, lambda pv: None)
+                self.renew()
             return check()
 
         return self.waiter.wait(Deadline(self.clock, seconds), beating, what)
@@ -430,7 +434,7 @@ class Relocator:
 
     def _drop_source_pv(self, j: Journal) -> None:
         """Move the journal to the new PV (finished), then delete the source PV (its volume is gone)."""
-        self.lease.write(j.source_pv, lambda pv: None)  # still ours: nobody else moves the journal
+        self.renew()  # still ours (on the source PV): nobody else moves the journal
         self.journal_pv = j.new_pv
         j.record(FINISH, DONE, self.now())
         self.kube.patch(Kind.PV, j.new_pv, "", {"metadata": {"annotations": {ANN_JOURNAL: j.encode()}}})

@@ -350,3 +350,37 @@ def test_doctor_names_the_holder_of_an_unfinished_relocation(world: World) -> No
     assert holder is not None
     found = [f for f in check_volumes(Cluster.read(world.kube), DRIVER) if f.code == RELOCATION_UNFINISHED]
     assert len(found) == 1 and f"its lease names {holder}, last renewed 20" in found[0].why
+
+
+class StallingCloud:
+    """The cloud port of a process that stalls (a laptop's lid closed) right before its CreateSnapshot:
+    ``stall`` runs at its first read of the source volume (the at-rest check before CreateSnapshot)."""
+
+    def __init__(self, inner: Cloud, stall: Callable[[], None]) -> None:
+        self._inner, self._stall = inner, [stall]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def get_volume(self, volume_id: str) -> Any:
+        if self._stall:
+            self._stall.pop()()
+        return self._inner.get_volume(volume_id)
+
+
+def test_a_holder_stalled_past_its_ttl_does_not_take_the_snapshot(world: World) -> None:
+    j, _, _, second = two_processes(world)
+
+    def stalled() -> None:
+        world.advance(LEASE_TTL)  # the holder was stopped for a minute: its lease expired
+        second.lease.acquire(j.source_pv, "it")  # and another process took it without --take-over
+
+    base = world.relocator()
+    first = Relocator(
+        world.kube, StallingCloud(world.cloud, stalled), world.clock, base.driver, base.settings
+    )
+    with pytest.raises(LeaseLost):
+        first.resume("default", "data")
+    assert world.relocation_snapshots() == []  # the check came right before CreateSnapshot
+    assert second.resume("default", "data").result == "relocated"
+    assert_relocated_once(world)
