@@ -205,6 +205,26 @@ def test_attach_then_detach_in_one_zone(side: Side) -> None:
     side.cloud.delete_volume(volume.volume_id)
 
 
+def test_a_detaching_volume_keeps_its_device_name_until_detached(side: Side) -> None:
+    zone = side.zones[0]
+    first = side.cloud.create_volume(spec("pvc-d1"), zone, "token-d1")
+    second = side.cloud.create_volume(spec("pvc-d2"), zone, "token-d2")
+    side.available(first.volume_id)
+    side.available(second.volume_id)
+    instance = side.add_instance(zone)
+    side.cloud.attach_volume(first.volume_id, instance, "/dev/xvdba")
+    side.attached(first.volume_id)
+    side.cloud.detach_volume(first.volume_id, instance)
+    # EC2 lists the mapping (attachment detaching) and refuses its name until the detach completes.
+    assert side.cloud.get_instance(instance).block_devices.get("/dev/xvdba") == first.volume_id
+    with pytest.raises(errors.FailedPrecondition):  # InvalidParameterValue "... already in use"
+        side.cloud.attach_volume(second.volume_id, instance, "/dev/xvdba")
+    side.until(lambda: side.cloud.get_volume(first.volume_id), lambda v: not v.attachments)
+    assert "/dev/xvdba" not in side.cloud.get_instance(instance).block_devices
+    side.cloud.attach_volume(second.volume_id, instance, "/dev/xvdba")
+    assert side.attached(second.volume_id).attachments[0].device == "/dev/xvdba"
+
+
 def test_attaching_across_zones_is_failed_precondition(side: Side) -> None:
     volume = side.cloud.create_volume(spec("pvc-cz"), side.zones[0], "token-cz")
     side.available(volume.volume_id)

@@ -212,3 +212,53 @@ def test_instant_delays_make_everything_ready_at_once(clock: FakeClock) -> None:
     assert attachment_states(ec2, volume_id) == ["attached"]
     ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
     assert volume_state(ec2, volume_id) == "available"
+
+
+def _mappings(ec2: EC2Client, instance_id: str) -> dict[str, tuple[str, str]]:
+    """DescribeInstances' block-device mappings: device → (volume id, attachment status)."""
+    instance = ec2.describe_instances(InstanceIds=[instance_id])["Reservations"][0]["Instances"][0]
+    return {
+        m["DeviceName"]: (m["Ebs"]["VolumeId"], m["Ebs"]["Status"])
+        for m in instance.get("BlockDeviceMappings", [])
+        if m["DeviceName"] != "/dev/sda1"  # the root volume
+    }
+
+
+def test_instance_mappings_follow_the_attachment_until_the_detach_completes(
+    sim: Simulator, ec2: EC2Client, clock: FakeClock
+) -> None:
+    volume_id = ec2.create_volume(AvailabilityZone=ZONE_A, Size=4)["VolumeId"]
+    clock.advance(DELAYS.volume_create)
+    instance_id = sim.create_instance(ZONE_A)
+
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/xvdba")
+    assert _mappings(ec2, instance_id) == {"/dev/xvdba": (volume_id, "attaching")}
+    clock.advance(DELAYS.attach)
+    assert _mappings(ec2, instance_id) == {"/dev/xvdba": (volume_id, "attached")}
+
+    ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
+    # EC2 lists the mapping as detaching until the detach completes, as DescribeVolumes does.
+    assert _mappings(ec2, instance_id) == {"/dev/xvdba": (volume_id, "detaching")}
+    assert attachment_states(ec2, volume_id) == ["detaching"]
+    clock.advance(DELAYS.detach - 0.1)
+    assert _mappings(ec2, instance_id) == {"/dev/xvdba": (volume_id, "detaching")}
+    clock.advance(0.1)
+    assert _mappings(ec2, instance_id) == {}
+    assert attachment_states(ec2, volume_id) == []
+
+    ec2.attach_volume(VolumeId=volume_id, InstanceId=instance_id, Device="/dev/xvdba")  # the name is free
+    assert _mappings(ec2, instance_id) == {"/dev/xvdba": (volume_id, "attaching")}
+
+
+def test_an_instance_terminated_while_a_volume_detaches_frees_the_volume(
+    sim: Simulator, ec2: EC2Client, clock: FakeClock
+) -> None:
+    volume_id, instance_id = _attached(sim, ec2, clock)
+    ec2.detach_volume(VolumeId=volume_id, InstanceId=instance_id)
+
+    ec2.terminate_instances(InstanceIds=[instance_id])
+
+    assert attachment_states(ec2, volume_id) == []
+    assert volume_state(ec2, volume_id) == "available"
+    clock.advance(DELAYS.detach)
+    assert volume_state(ec2, volume_id) == "available"

@@ -231,7 +231,7 @@ class Simulator:
         env["HTTP_X_MOTO_ACCOUNT_ID"] = self.account_id
         env.setdefault("HTTP_AUTHORIZATION", wire.synthetic_authorization(region))
         with self._lock, request_context(ctx):
-            Graft.of(self._backend(region), self._life)
+            Graft.of(self._backend(region), self._life).settle()
             try:
                 app_iter, status, headers = run_wsgi_app(self._moto, env)
             except NotImplementedError as e:

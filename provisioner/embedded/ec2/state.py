@@ -2,7 +2,8 @@
 device checks, and the events (:mod:`.events`) the embedded cloud's block backer needs.
 
 moto answers every volume ``available`` and every attachment ``attached`` at once, accepts unknown
-zones and attaches across zones. :class:`Graft` wraps the methods of ONE backend object (instance
+zones, attaches across zones and drops an instance's block-device mapping at DetachVolume (kept here
+while it detaches, :mod:`.mappings`). :class:`Graft` wraps the methods of ONE backend object (instance
 attributes, never moto's classes, so other moto users in the process are untouched) and re-classes
 the objects it creates into the ``Sim*`` subclasses below, whose ``status`` is computed from the
 injected clock each time moto serialises them. No background thread advances anything.
@@ -27,6 +28,7 @@ from moto.ec2.models import EC2Backend
 from moto.ec2.models.elastic_block_store import Snapshot, Volume, VolumeAttachment, VolumeModification
 
 from provisioner.embedded.ec2 import events as ev
+from provisioner.embedded.ec2 import mappings
 from provisioner.embedded.ec2.config import Delays
 from provisioner.embedded.ec2.faults import Chance
 from provisioner.embedded.idempotency import SeenTokens, TokenMismatch
@@ -262,6 +264,7 @@ class Graft:
         self.backend = backend
         self.life = life
         self.tokens: SeenTokens[tuple[tuple[str, str], ...], Volume] = SeenTokens()
+        self.lingering = mappings.Lingering()
         self._create_volume = backend.create_volume
         self._attach_volume = backend.attach_volume
         self._detach_volume = backend.detach_volume
@@ -287,6 +290,10 @@ class Graft:
         if graft is None:
             graft = backend._zonal_graft = cls(backend, life)
         return graft
+
+    def settle(self) -> None:
+        """Before each request: mappings whose detach completed leave DescribeInstances."""
+        self.lingering.settle()
 
     def create_volume(self, *args: Any, **kwargs: Any) -> Volume:
         ctx = _acting("CreateVolume")
@@ -352,6 +359,10 @@ class Graft:
                 f"The volume '{volume_id}' is not in the same availability zone as instance '{instance_id}'",
             )
         if self._device_taken(instance, device):
+            # What EC2 answers for a device name in use on the instance, attaching, attached or still
+            # detaching (not in the API reference; as EC2 returns it in hashicorp/terraform#19915,
+            # mantl/mantl#819, kopeio/etcd-manager#323): 400 InvalidParameterValue "Invalid value
+            # '/dev/sdf' for unixDevice. Attachment point /dev/sdf is already in use".
             raise _error(
                 "InvalidParameterValue",
                 f"Invalid value '{device}' for unixDevice. Attachment point {device} is already in use",
@@ -360,6 +371,7 @@ class Graft:
         if att is None:
             return None
         sim = _adopt_attachment(att, self.life, self.life.now() + self.life.delays.attach)
+        mappings.follow(instance, device, sim)  # DescribeInstances: attaching, then attached
         ctx.events.append(ev.Attached(volume_id, instance_id, device, int(volume.size)))
         return sim
 
@@ -377,11 +389,15 @@ class Graft:
             raise InvalidVolumeAttachmentError(volume_id, instance_id)
         if isinstance(att, SimAttachment) and att.detaching():
             return att  # already on its way out: answer the same attachment again
+        block = att.instance.block_device_mapping.get(device or att.device) if att is not None else None
         old = self._detach_volume(volume_id, instance_id or (att.instance.id if att else None), device)
         ghost = _adopt_attachment(old, self.life, self.life.now())
         ghost._zonal_detached_at = self.life.now() + self.life.delays.detach
         if isinstance(volume, SimVolume) and not ghost.gone():
             volume.attachment = ghost  # EC2 keeps the volume in-use while it detaches
+            if isinstance(block, mappings.SimBlockDevice):
+                # ... and lists the mapping as detaching in DescribeInstances, its device name taken.
+                self.lingering.keep(ghost.instance, ghost.device, block)
         ctx.events.append(ev.Detached(volume_id, ghost.instance.id))
         return ghost
 
