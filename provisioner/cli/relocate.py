@@ -36,6 +36,7 @@ from provisioner.ports.clock import SystemClock
 from provisioner.ports.cloud import Cloud
 from provisioner.ports.kube import KubeApi
 from provisioner.relocate.core import RelocateSettings, Relocator
+from provisioner.relocate.lease import LEASE_TTL, LeaseHeld, LeaseLost
 from provisioner.relocate.plan import make_plan
 from provisioner.relocate.report import FAIL, OK, Outcome, Plan
 from provisioner.relocate.rollback import rollback
@@ -70,6 +71,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     sub.add_argument(
         "--delete-snapshot", action="store_true", help="delete the snapshot at the end (default: keep it)"
+    )
+    sub.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take the relocation's lease from another process at once, even if it was renewed within "
+        f"the last {LEASE_TTL:.0f} s (default: off — refuse while another process drives it; only when "
+        "that process is surely gone)",
     )
     sub.add_argument("--kubeconfig", default=os.environ.get("KUBECONFIG", ""), help="kubeconfig file")
     sub.add_argument("--context", default="", help="kubeconfig context (default: the current one)")
@@ -174,10 +182,16 @@ def execute(
             cloud = cloud_factory(args)
             rel = (relocator_factory or _relocator)(kube, cloud, printer, args)
             if args.rollback:
-                outcome = rollback(rel, namespace, name, delete_snapshot=args.delete_snapshot)
+                outcome = rollback(
+                    rel, namespace, name, delete_snapshot=args.delete_snapshot, take_over=args.take_over
+                )
             elif args.resume:
                 outcome = rel.resume(
-                    namespace, name, delete_source=args.delete_source, delete_snapshot=args.delete_snapshot
+                    namespace,
+                    name,
+                    delete_source=args.delete_source,
+                    delete_snapshot=args.delete_snapshot,
+                    take_over=args.take_over,
                 )
             else:
                 plan, _ = make_plan(kube, cloud, rel.driver, namespace, name, args.to_zone)
@@ -199,7 +213,7 @@ def execute(
     except (CliError, ZonalError) as e:
         printer.end_bar()
         print(f"zonal relocate: error: {one_line(e)}", file=err)
-        if rel is not None and rel.current is not None:
+        if rel is not None and rel.current is not None and not isinstance(e, (LeaseHeld, LeaseLost)):
             print(_where(rel), file=err)
         if as_json:
             journal = rel.current.to_dict() if rel is not None and rel.current is not None else None

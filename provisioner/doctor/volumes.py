@@ -9,6 +9,7 @@ must move, ``zonal translate`` for in-tree PVs, ``zonal explain pod`` for the de
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 
 from provisioner.doctor import findings as F
@@ -20,6 +21,7 @@ from provisioner.explain.report import PodReport, VolumeInfo
 from provisioner.model import Volume
 from provisioner.ports.kube import Obj
 from provisioner.relocate.journal import journal_of
+from provisioner.relocate.lease import lease_of
 from provisioner.translate import IN_TREE_PROVISIONER
 
 ExplainPod = Callable[[str, str], PodReport]
@@ -49,12 +51,20 @@ def check_volumes(cluster: Cluster, driver: str) -> list[Finding]:
         name = pv["metadata"]["name"]
         journal = journal_of(pv)
         if journal is not None and not journal.finished:
+            lease = lease_of(pv)
+            held = (
+                f" (its lease names {lease.holder}, last renewed "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(lease.renewed))}: if that process still "
+                "runs, let it finish)"
+                if lease is not None
+                else ""
+            )
             out.append(
                 F.warning(
                     F.RELOCATION_UNFINISHED,
                     (pv_ref(pv), obj("PersistentVolumeClaim", journal.claim, journal.namespace)),
                     f"the relocation of {journal.claim_ref} from {journal.from_zone} to {journal.to_zone} "
-                    f"stopped at {journal.where()}",
+                    f"stopped at {journal.where()}{held}",
                     f"zonal relocate pvc {journal.claim_ref} --resume (or --rollback to undo it)",
                 )
             )

@@ -54,6 +54,7 @@ def snapshot_step(rel: Relocator, j: Journal) -> None:
             source = rel.cloud.get_volume(j.source_volume)
         except NotFound as e:
             raise FailedPrecondition(f"the source volume {j.source_volume} no longer exists") from e
+        rel.renew()  # CreateSnapshot takes no ClientToken: prove the lease is still ours right before it
         snap = rel.cloud.create_snapshot(
             j.source_volume,
             O.snapshot_tags(source, j, rel.driver),

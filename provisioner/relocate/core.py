@@ -4,9 +4,11 @@ Why it exists: the manual recipe (snapshot, restore in the new zone, hand-edit P
 when a step is skipped or repeated at 3 a.m. This core runs it over the KubeApi and Cloud ports as steps
 (:data:`~provisioner.relocate.journal.STEPS`), recording each on the source PV before and after it acts,
 so a crash anywhere is resumed (:meth:`Relocator.resume`) or undone (:mod:`.rollback`) from the cluster's
-own state. Every step is idempotent against that state: an EC2 object made just before a crash is found
-again by its tags (the new volume also by its ClientToken; see :mod:`.copies`), a PV or claim by its
-relocation annotation.
+own state. Only the process holding the relocation's lease (:mod:`.lease`) takes a step: it is taken
+with the journal, renewed at every journal write and by a heartbeat while a step waits, and a process
+that lost it stops at once. Every step is idempotent against that state: an EC2 object made just
+before a crash is found again by its tags (the new volume also by its ClientToken; see
+:mod:`.copies`), a PV or claim by its relocation annotation.
 
 Safety rules it keeps: nothing starts unless every precondition holds (:mod:`.plan`); the source PV is
 Retain before anything else; the data is fixed by the snapshot only while no pod uses the claim and the
@@ -23,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -40,6 +42,7 @@ from provisioner.relocate import copies, world
 from provisioner.relocate import objects as O
 from provisioner.relocate.journal import (
     ANN_JOURNAL,
+    ANN_LEASE,
     ANN_RELOCATION_ID,
     ANN_SAVED_CLAIM,
     CLAIM,
@@ -54,6 +57,7 @@ from provisioner.relocate.journal import (
     Journal,
     journal_of,
 )
+from provisioner.relocate.lease import MAX_CONFLICTS, Holder, LeaseKeeper
 from provisioner.relocate.report import Outcome, Plan, Reporter, SilentReporter
 
 R = TypeVar("R")
@@ -85,6 +89,7 @@ class Relocator:
         driver: DriverConfig,
         settings: RelocateSettings | None = None,
         reporter: Reporter | None = None,
+        holder: Holder | None = None,
     ) -> None:
         self.kube = kube
         self.cloud = cloud
@@ -101,6 +106,7 @@ class Relocator:
         # The journal as last written and the PV it is written on; the CLI reads it after an interruption.
         self.current: Journal | None = None
         self.journal_pv = ""
+        self.lease = LeaseKeeper(kube, clock, holder)
 
     # --- entry points ---------------------------------------------------------------------------------
 
@@ -111,19 +117,57 @@ class Relocator:
             raise FailedPrecondition(f"not relocating {plan.namespace}/{plan.claim}: {failed}")
         j = plan.journal
         j.delete_source, j.delete_snapshot = delete_source, delete_snapshot
-        self._begin(j)
-        return self._forward(j)
+        with self.driving():
+            self._begin(j)
+            return self._forward(j)
 
     def resume(
-        self, namespace: str, name: str, *, delete_source: bool = False, delete_snapshot: bool = False
+        self,
+        namespace: str,
+        name: str,
+        *,
+        delete_source: bool = False,
+        delete_snapshot: bool = False,
+        take_over: bool = False,
     ) -> Outcome:
         """Go on from where the journal says the relocation of ``namespace/name`` stopped. On a finished
         relocation, only the deletions asked for now (and not done before) are made."""
         found = world.find_journal(self.kube, namespace, name)
         if found is None:
             raise NotFound(f"no relocation of {namespace}/{name} is recorded on any PV")
-        j = found.journal
-        self.current, self.journal_pv = j, found.pv["metadata"]["name"]
+        more = (delete_source and not found.journal.delete_source) or (
+            delete_snapshot and not found.journal.delete_snapshot
+        )
+        if found.journal.finished and not more:
+            j = found.journal
+            self.report.step(FINISH, f"the relocation of {j.claim_ref} to {j.to_zone} is already finished")
+            return Outcome(j, "already-done", self._leftovers(j))
+        j = self.take(found, f"the relocation of {namespace}/{name}", take_over)
+        with self.driving():
+            return self._resume(j, delete_source, delete_snapshot)
+
+    def take(self, found: world.Found, what: str, take_over: bool) -> Journal:
+        """Take the lease on the journal's PV; the journal as it stands then is the one to go on from."""
+        pv_name = found.pv["metadata"]["name"]
+        j = journal_of(self.lease.acquire(pv_name, what, take_over))
+        if j is None or j.id != found.journal.id:
+            self.lease.release(pv_name)
+            raise FailedPrecondition(f"{what} changed while this process took its lease; run again")
+        self.current, self.journal_pv = j, pv_name
+        return j
+
+    @contextlib.contextmanager
+    def driving(self) -> Iterator[None]:
+        """Release the lease when this process stops on an error or Ctrl-C (a kill leaves it to expire)."""
+        try:
+            yield
+        except (Exception, KeyboardInterrupt):
+            if self.journal_pv:
+                with contextlib.suppress(Exception):
+                    self.lease.release(self.journal_pv)
+            raise
+
+    def _resume(self, j: Journal, delete_source: bool, delete_snapshot: bool) -> Outcome:
         if j.mode != "forward":
             raise FailedPrecondition(
                 f"the relocation of {j.claim_ref} is being rolled back ({j.where()}): "
@@ -132,7 +176,8 @@ class Relocator:
         more = (delete_source and not j.delete_source) or (delete_snapshot and not j.delete_snapshot)
         j.delete_source = j.delete_source or delete_source
         j.delete_snapshot = j.delete_snapshot or delete_snapshot
-        if j.finished and not more:
+        if j.finished and not more:  # finished by another process meanwhile
+            self.lease.release(self.journal_pv)
             self.report.step(FINISH, f"the relocation of {j.claim_ref} to {j.to_zone} is already finished")
             return Outcome(j, "already-done", self._leftovers(j))
         if j.finished:
@@ -157,36 +202,46 @@ class Relocator:
         self.save(j)
 
     def save(self, j: Journal) -> None:
+        """Write the journal, renewing the lease (released once finished); LeaseLost if it is not ours."""
+
+        def journal(pv: Obj) -> None:
+            pv["metadata"]["annotations"] = {**annotations_of(pv), ANN_JOURNAL: j.encode()}
+
+        self.lease.write(self.journal_pv, journal, release=j.finished)
         self.current = j
-        self.kube.patch(
-            Kind.PV, self.journal_pv, "", {"metadata": {"annotations": {ANN_JOURNAL: j.encode()}}}
-        )
 
     def _begin(self, j: Journal) -> None:
-        """The retain step: journal, saved claim and Retain written on the source PV in one update."""
+        """The retain step: journal, saved claim, Retain and the lease written on the source PV in one
+        update, conditional on the PV's resourceVersion, so no second relocation can begin. A conflict is
+        decided again on the PV as it is then (an unrelated update, e.g. its status, is retried)."""
         self.report.step(RETAIN, STEP_TITLES[RETAIN])
-        claim = self.kube.get(Kind.CLAIM, j.claim, j.namespace)
-        pv = self.kube.get(Kind.PV, j.source_pv)
-        earlier = journal_of(pv)  # a finished one (this PV was made by an earlier relocation) is replaced
-        if str(claim["metadata"].get("uid") or "") != j.claim_uid or (
-            earlier is not None and not earlier.finished
-        ):
-            raise FailedPrecondition(
-                f"claim {j.claim_ref} or PV {j.source_pv} changed since the plan; run again"
-            )
         j.started_at = self.now()
         j.record(RETAIN, STARTED, j.started_at)
-        meta = pv["metadata"]
-        meta["annotations"] = {
-            **annotations_of(pv),
-            ANN_JOURNAL: j.encode(),
-            ANN_SAVED_CLAIM: json.dumps(O.saved_claim(claim), separators=(",", ":"), sort_keys=True),
-        }
-        pv["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
-        try:
-            self.kube.replace(Kind.PV, pv)  # optimistic concurrency: no second relocation can begin
-        except KubeConflict as e:
-            raise FailedPrecondition(f"PV {j.source_pv} changed while the relocation began; run again") from e
+        for _ in range(MAX_CONFLICTS):
+            claim = self.kube.get(Kind.CLAIM, j.claim, j.namespace)
+            pv = self.kube.get(Kind.PV, j.source_pv)
+            earlier = journal_of(pv)  # a finished one (this PV was made by an earlier relocation) is replaced
+            if str(claim["metadata"].get("uid") or "") != j.claim_uid or (
+                earlier is not None and not earlier.finished
+            ):
+                raise FailedPrecondition(
+                    f"claim {j.claim_ref} or PV {j.source_pv} changed since the plan; run again"
+                )
+            meta = pv["metadata"]
+            meta["annotations"] = {
+                **annotations_of(pv),
+                ANN_JOURNAL: j.encode(),
+                ANN_SAVED_CLAIM: json.dumps(O.saved_claim(claim), separators=(",", ":"), sort_keys=True),
+            }
+            pv["spec"]["persistentVolumeReclaimPolicy"] = "Retain"
+            self.lease.stamp(pv)  # the lease is taken with the journal
+            try:
+                self.kube.replace(Kind.PV, pv)
+                break
+            except KubeConflict:
+                continue
+        else:
+            raise FailedPrecondition(f"PV {j.source_pv} kept changing while the relocation began; run again")
         self.current, self.journal_pv = j, j.source_pv
         self.report.detail(
             f"PV {j.source_pv}: reclaim policy {j.reclaim_policy} → Retain; journal {ANN_JOURNAL} "
@@ -216,8 +271,19 @@ class Relocator:
 
     # --- waiting ----------------------------------------------------------------------------------------
 
+    def renew(self) -> None:
+        """Renew the lease now (LeaseLost, nothing written, if it was taken over)."""
+        self.lease.write(self.journal_pv, lambda pv: None)
+
     def wait(self, seconds: float, check: Callable[[], R | None], what: Callable[[], str]) -> R:
-        return self.waiter.wait(Deadline(self.clock, seconds), check, what)
+        """Poll ``check``, renewing the lease (heartbeat) so a long wait does not let it expire."""
+
+        def beating() -> R | None:
+            if self.lease.heartbeat_due():
+                self.renew()
+            return check()
+
+        return self.waiter.wait(Deadline(self.clock, seconds), beating, what)
 
     def at_rest(self, j: Journal, claim: bool = True) -> None:
         """Refuse (changing nothing) while a pod uses the claim or the source volume is attached."""
@@ -368,14 +434,18 @@ class Relocator:
 
     def _drop_source_pv(self, j: Journal) -> None:
         """Move the journal to the new PV (finished), then delete the source PV (its volume is gone)."""
+        self.renew()  # still ours (on the source PV): nobody else moves the journal
         self.journal_pv = j.new_pv
-        self.record(j, FINISH, DONE)
+        j.record(FINISH, DONE, self.now())
+        self.kube.patch(Kind.PV, j.new_pv, "", {"metadata": {"annotations": {ANN_JOURNAL: j.encode()}}})
+        self.current = j
         pv = world.get_or_none(self.kube, Kind.PV, j.source_pv)
         if pv is None:
             return
         kept = [f for f in pv["metadata"].get("finalizers") or () if f != FINALIZER]
+        released = {"finalizers": kept or None, "annotations": {ANN_LEASE: None}}  # the lease goes with it
         with contextlib.suppress(KubeNotFound):
-            self.kube.patch(Kind.PV, j.source_pv, "", {"metadata": {"finalizers": kept or None}})
+            self.kube.patch(Kind.PV, j.source_pv, "", {"metadata": released})
             self.kube.delete(Kind.PV, j.source_pv)
         self.report.detail(f"PV {j.source_pv} deleted (--delete-source)")
 

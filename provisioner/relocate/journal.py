@@ -20,6 +20,8 @@ from provisioner.ports.kube import Obj
 # On the source PV: the journal (JSON) and the claim as the user made it (JSON), both until the end.
 ANN_JOURNAL = "zonal.dev/relocation"
 ANN_SAVED_CLAIM = "zonal.dev/relocation-claim"
+# On the journal's PV while a process drives the relocation: who, renewed when (see :mod:`.lease`).
+ANN_LEASE = "zonal.dev/relocation-lease"
 # On the new PV and the recreated claim: the relocation that made them.
 ANN_RELOCATION_ID = "zonal.dev/relocation-id"
 # On the new PV: where its data came from.

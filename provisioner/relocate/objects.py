@@ -43,6 +43,7 @@ from provisioner.provisioning.settings import (
 )
 from provisioner.relocate.journal import (
     ANN_JOURNAL,
+    ANN_LEASE,
     ANN_RELOCATED_FROM,
     ANN_RELOCATION_ID,
     ANN_SAVED_CLAIM,
@@ -66,7 +67,7 @@ CONTROLLER_ANNOTATIONS = frozenset(
 )
 # Not copied from the old PV to the new one.
 PV_ANNOTATIONS_DROPPED = frozenset(
-    {"pv.kubernetes.io/bound-by-controller", ANN_REQUIREMENTS, ANN_JOURNAL, ANN_SAVED_CLAIM}
+    {"pv.kubernetes.io/bound-by-controller", ANN_REQUIREMENTS, ANN_JOURNAL, ANN_SAVED_CLAIM, ANN_LEASE}
 )
 # IOPS and throughput are settable (and sent) only for these types.
 IOPS_TYPES = frozenset({"gp3", "io1", "io2"})

@@ -36,7 +36,9 @@ from provisioner.relocate.journal import (
 from provisioner.relocate.report import Outcome
 
 
-def rollback(rel: Relocator, namespace: str, name: str, *, delete_snapshot: bool = False) -> Outcome:
+def rollback(
+    rel: Relocator, namespace: str, name: str, *, delete_snapshot: bool = False, take_over: bool = False
+) -> Outcome:
     found = world.find_journal(rel.kube, namespace, name)
     if found is None:
         raise FailedPrecondition(
@@ -47,8 +49,16 @@ def rollback(rel: Relocator, namespace: str, name: str, *, delete_snapshot: bool
             f"the relocation of {namespace}/{name} to {found.journal.to_zone} is finished: to go back, "
             f"relocate it again (zonal relocate pvc {namespace}/{name} --to-zone {found.journal.from_zone})"
         )
-    j = found.journal
-    rel.current, rel.journal_pv = j, found.pv["metadata"]["name"]
+    j = rel.take(found, f"the relocation of {namespace}/{name}", take_over)
+    with rel.driving():
+        return _rollback(rel, j, delete_snapshot)
+
+
+def _rollback(rel: Relocator, j: Journal, delete_snapshot: bool) -> Outcome:
+    if j.finished:  # finished by the process that held the lease until now
+        raise FailedPrecondition(
+            f"the relocation of {j.claim_ref} to {j.to_zone} is finished: to go back, relocate it again"
+        )
     if rel.journal_pv != j.source_pv:
         raise FailedPrecondition(
             f"the source PV {j.source_pv} of {j.claim_ref} is gone: nothing to roll back to"
@@ -187,19 +197,17 @@ def _snapshot(rel: Relocator, j: Journal) -> None:
 
 
 def _retain(rel: Relocator, j: Journal) -> None:
-    pv = rel.kube.get(Kind.PV, j.source_pv)
-    finalizers = list(pv["metadata"].get("finalizers") or ())
-    finalizers += [f for f in j.finalizers if f not in finalizers]  # the provisioner may have dropped its own
-    rel.kube.patch(
-        Kind.PV,
-        j.source_pv,
-        "",
-        {
-            "metadata": {
-                "annotations": {ANN_JOURNAL: None, ANN_SAVED_CLAIM: None},
-                "finalizers": finalizers or None,
-            },
-            "spec": {"persistentVolumeReclaimPolicy": j.reclaim_policy},
-        },
-    )
+    def restored(pv: Obj) -> None:
+        meta = pv["metadata"]
+        finalizers = list(meta.get("finalizers") or ())
+        finalizers += [
+            f for f in j.finalizers if f not in finalizers
+        ]  # the provisioner may have dropped its own
+        meta["finalizers"] = finalizers
+        meta["annotations"] = {
+            k: v for k, v in annotations_of(pv).items() if k not in (ANN_JOURNAL, ANN_SAVED_CLAIM)
+        }
+        pv["spec"]["persistentVolumeReclaimPolicy"] = j.reclaim_policy
+
+    rel.lease.write(j.source_pv, restored, release=True)  # the journal and the lease go together
     rel.report.detail(f"PV {j.source_pv}: reclaim policy {j.reclaim_policy} again; journal removed")

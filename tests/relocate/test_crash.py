@@ -18,6 +18,7 @@ from provisioner.errors import FailedPrecondition, NotFound
 from provisioner.ports.kube import Kind
 from provisioner.relocate.core import RelocateSettings, Relocator
 from provisioner.relocate.journal import ANN_JOURNAL, ANN_RELOCATION_ID, Journal, journal_of
+from provisioner.relocate.lease import LEASE_TTL
 from provisioner.relocate.plan import make_plan
 from provisioner.relocate.rollback import rollback
 from tests.relocate.world import World, make_world, provision
@@ -81,13 +82,15 @@ def start(rel: Relocator, world: World, delete_source: bool) -> None:
 
 
 def crashed_world(at: int, after: bool) -> tuple[World, Dying, bool]:
-    """A world whose first relocation died at the ``at``-th write; False when it ran out of writes first."""
+    """A world whose first relocation died at the ``at``-th write; False when it ran out of writes first.
+    The dead process's lease is left to expire (LEASE_TTL on the fake clock), as after a kill -9."""
     world = make_world()
     provision(world)
     dying = Dying(at, after)
     try:
         start(dying_relocator(world, dying), world, delete_source=True)
     except Killed:
+        world.advance(LEASE_TTL)
         return world, dying, True
     return world, dying, False
 
@@ -216,12 +219,14 @@ def test_a_rollback_killed_at_every_write_is_finished_by_the_next_one() -> None:
         j = plan.journal
         with pytest.raises(Killed):
             rel.start(plan)
+        world.advance(LEASE_TTL)  # the killed process's lease expires
         assert world.claim()["metadata"]["uid"] == original and world.claim()["metadata"]["deletionTimestamp"]
         dying = Dying(at, after=True)
         try:
             rollback(dying_relocator(world, dying), "default", "data")
         except Killed:
             points += 1
+            world.advance(LEASE_TTL)
             try:
                 rollback(world.relocator(), "default", "data")
             except FailedPrecondition as e:

@@ -114,12 +114,12 @@ def test_the_file_is_read_back_in_the_new_zone(disk: Disk) -> None:
 
 def test_the_file_survives_a_kill_in_the_middle_and_a_resume(disk: Disk) -> None:
     write_data(disk)
-    dying = Dying(at=8, after=True)  # after the new volume was created, before it was recorded
+    dying = Dying(at=9, after=True)  # after the new volume was created, before it was recorded
     rel = dying_relocator(disk.world, dying)
     plan, _ = make_plan(disk.world.kube, disk.world.cloud, rel.driver, "default", "data", "us-east-1c")
     with pytest.raises(Killed):
         rel.start(plan, delete_source=True)
     assert dying.killed_at.startswith("after create_volume")
-    disk.world.relocator().resume("default", "data")
+    disk.world.relocator().resume("default", "data", take_over=True)  # the killed process is surely gone
     assert read_back(disk) == MESSAGE
     assert len(disk.world.volumes()) == 1

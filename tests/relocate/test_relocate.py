@@ -12,6 +12,7 @@ from provisioner.model import TAG_VOLUME_NAME, VolumeState
 from provisioner.ports.kube import Kind
 from provisioner.relocate.core import Relocator
 from provisioner.relocate.journal import ANN_JOURNAL, ANN_RELOCATION_ID, ANN_SAVED_CLAIM, journal_of
+from provisioner.relocate.lease import LEASE_TTL
 from provisioner.relocate.plan import make_plan
 from provisioner.relocate.report import FAIL, Plan
 from provisioner.relocate.rollback import rollback
@@ -216,6 +217,7 @@ def test_a_relocated_claim_moves_again_and_that_move_rolls_back(world: World) ->
     assert plan2.ok, plan2.checks
     assert plan2.journal is not None and plan2.journal.source_pv == first.new_pv
     again._begin(plan2.journal)  # then the process dies: only the retain step was taken
+    world.advance(LEASE_TTL)  # its lease expires
     outcome = rollback(world.relocator(), "default", "data")
     assert outcome.result == "rolled-back"
     claim = world.claim()
