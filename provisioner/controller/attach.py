@@ -1,9 +1,12 @@
 """ControllerPublishVolume / ControllerUnpublishVolume: attach and detach EBS volumes to instances.
 
 Device names: EC2 wants the caller to pick a free device name. A fixed list (``/dev/xvdaa`` …
-``/dev/xvdzz``, as aws-ebs-csi-driver) is walked in order under a lock per instance; names in the
-instance's block-device mappings, names reserved by attachments still in flight, and — last of all —
-names that got stuck in ``attaching`` before are skipped. A volume whose class set
+``/dev/xvdzz``, as aws-ebs-csi-driver) is walked in order; names in the instance's block-device
+mappings, names reserved by attachments still in flight, names whose reservation ended after the
+mappings were read, and — last of all — names that got stuck in ``attaching`` before are skipped.
+The mappings are read with no lock held, so attaches to one instance share one (batched)
+DescribeInstances instead of queueing behind each other's; only the pick and the reservation are
+under the lock. A volume whose class set
 ``blockAttachUntilInitialized`` is published only once it is initialized (see :mod:`.initialization`).
 Over ports only: no boto3, no grpc.
 """
@@ -14,6 +17,7 @@ import contextlib
 import logging
 import string
 import threading
+from collections import Counter
 from collections.abc import Mapping
 
 from provisioner.config import ControllerConfig
@@ -61,8 +65,12 @@ class Attacher:
         self.inflight = inflight
         self.log = logger
         self._lock = threading.Lock()
-        self._instance_locks: dict[str, threading.Lock] = {}
         self._reserved: dict[str, dict[str, str]] = {}  # instance → device → volume, attaches in flight
+        # instance → device → when (in `_ticks`) its reservation ended: a read of the mappings begun
+        # before then may predate the attachment, so the name counts as taken for that read.
+        self._ended: dict[str, dict[str, int]] = {}
+        self._ticks = 0
+        self._reading: Counter[int] = Counter()  # `_ticks` at which reads of mappings now in flight began
         self._bad: dict[str, set[str]] = {}  # instance → device names that got stuck attaching
 
     def publish(
@@ -167,36 +175,55 @@ class Attacher:
         if volume.state not in (VolumeState.AVAILABLE, VolumeState.IN_USE):
             raise FailedPrecondition(f"volume {volume.volume_id} is {volume.state.value}, not available")
 
-    def _instance_lock(self, instance_id: str) -> threading.Lock:
-        with self._lock:
-            return self._instance_locks.setdefault(instance_id, threading.Lock())
-
     def _attach(self, volume_id: str, instance: Instance) -> str:
         node_id = instance.instance_id
-        with self._instance_lock(node_id):
+        with self._lock:
+            read_from = self._ticks
+            self._reading[read_from] += 1
+        try:
             fresh = self.cloud.get_instance(node_id)  # mappings may have changed since the first read
+        finally:
             with self._lock:
-                reserved = self._reserved.setdefault(node_id, {})
-                bad = self._bad.get(node_id, set())
-                used = set(fresh.block_devices) | set(reserved)
-                free = [d for d in DEVICE_NAMES if d not in used]
-                ordered = [d for d in free if d not in bad] + [d for d in free if d in bad]
-                if not ordered:
-                    raise ResourceExhausted(f"node {node_id} has no free device name left")
-                device = ordered[0]
-                reserved[device] = volume_id
-            try:
-                # CSI: max volumes attached → RESOURCE_EXHAUSTED (the port raises it for the limit).
-                self.cloud.attach_volume(volume_id, node_id, device)
-            except BaseException:
-                self._release(node_id, device)
-                raise
+                self._reading[read_from] -= 1
+                if not self._reading[read_from]:
+                    del self._reading[read_from]
+        with self._lock:
+            reserved = self._reserved.setdefault(node_id, {})
+            ended = {d for d, tick in self._ended.get(node_id, {}).items() if tick > read_from}
+            self._forget_ended()
+            bad = self._bad.get(node_id, set())
+            used = set(fresh.block_devices) | set(reserved) | ended
+            free = [d for d in DEVICE_NAMES if d not in used]
+            ordered = [d for d in free if d not in bad] + [d for d in free if d in bad]
+            if not ordered:
+                raise ResourceExhausted(f"node {node_id} has no free device name left")
+            device = ordered[0]
+            reserved[device] = volume_id
+        try:
+            # CSI: max volumes attached → RESOURCE_EXHAUSTED (the port raises it for the limit).
+            self.cloud.attach_volume(volume_id, node_id, device)
+        except BaseException:
+            self._release(node_id, device)
+            raise
         self.log.info("attaching %s to %s as %s", volume_id, node_id, device)
         return device
 
+    def _forget_ended(self) -> None:
+        """Drop the ends no read still in flight began before (under ``_lock``), so the record stays
+        as small as the attaches in progress."""
+        oldest = min(self._reading, default=self._ticks)
+        for node_id in list(self._ended):
+            kept = {d: tick for d, tick in self._ended[node_id].items() if tick > oldest}
+            if kept:
+                self._ended[node_id] = kept
+            else:
+                del self._ended[node_id]
+
     def _release(self, node_id: str, device: str) -> None:
         with self._lock:
-            self._reserved.get(node_id, {}).pop(device, None)
+            if self._reserved.get(node_id, {}).pop(device, None) is not None:
+                self._ticks += 1
+                self._ended.setdefault(node_id, {})[device] = self._ticks
 
     def _wait_attached(self, volume_id: str, node_id: str, device: str, until: Deadline) -> str:
         attach_deadline = Deadline(self.waiter.clock, self.config.attach_timeout)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from provisioner import errors
 from provisioner.config import ControllerConfig
 from provisioner.controller import DEVICE_NAMES, ControllerCore
-from provisioner.model import TopologyRequirement, VolumeState
+from provisioner.model import Instance, TopologyRequirement, VolumeState
 from provisioner.ports.clock import Deadline
 from tests.controller.conftest import DRIVER
 from tests.controller.helpers import BLOCK_RWX, MOUNT_ROX, MOUNT_RWO, create, zones
@@ -224,3 +227,60 @@ def test_unpublish_deadline(core: ControllerCore, cloud: FakeCloud, clock: FakeC
     cloud.detach_polls = 1
     core.unpublish(volume_id, NODE, None)  # the retry waits for the detach already running
     assert cloud.calls["detach_volume"] == 1
+
+
+def test_attaches_to_one_instance_read_its_mappings_together(
+    core: ControllerCore, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four publishes to one node are all inside the device-name lookup at once (no lock across it:
+    they share a batched DescribeInstances instead of queueing behind each other's)."""
+    cloud.add_instance(NODE, "us-east-1a")
+    volumes = [volume_in_a(core, f"pvc-{i}") for i in range(4)]
+    together = threading.Barrier(len(volumes), timeout=10)
+    reads: dict[int, int] = {}
+    plain = cloud.get_instance
+
+    def get_instance(instance_id: str) -> Instance:
+        me = threading.get_ident()
+        reads[me] = reads.get(me, 0) + 1
+        if reads[me] == 2:  # the lookup before the pick (the first is publish's existence check)
+            together.wait()  # BrokenBarrierError if the lookups were serialised
+        return plain(instance_id)
+
+    monkeypatch.setattr(cloud, "get_instance", get_instance)
+    with ThreadPoolExecutor(len(volumes)) as pool:
+        devices = list(pool.map(lambda v: publish(core, v), volumes))
+    assert sorted(devices) == list(DEVICE_NAMES[:4])
+
+
+def test_a_name_whose_attach_ended_during_a_lookup_is_not_picked_from_that_lookup(
+    core: ControllerCore, cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """B reads the node's mappings; before the answer arrives, A attaches as /dev/xvdaa and ends its
+    reservation. B's (older) answer does not list /dev/xvdaa, but B must not take it."""
+    cloud.add_instance(NODE, "us-east-1a")
+    a, b = volume_in_a(core, "pvc-a"), volume_in_a(core, "pvc-b")
+    plain = cloud.get_instance
+    lookups = {"b": 0}
+    seen_a: list[str] = []
+
+    def get_instance(instance_id: str) -> Instance:
+        if threading.current_thread().name != "b":
+            return plain(instance_id)
+        lookups["b"] += 1
+        stale = plain(instance_id)
+        if lookups["b"] == 2:  # B's lookup before its pick: A publishes entirely meanwhile
+            runner = threading.Thread(target=lambda: seen_a.append(publish(core, a)))
+            runner.start()
+            runner.join(10)
+            assert "/dev/xvdaa" not in stale.block_devices
+        return stale
+
+    monkeypatch.setattr(cloud, "get_instance", get_instance)
+    got: list[str] = []
+    thread_b = threading.Thread(target=lambda: got.append(publish(core, b)), name="b")
+    thread_b.start()
+    thread_b.join(10)
+    assert seen_a == ["/dev/xvdaa"]
+    assert got == ["/dev/xvdab"]
+    assert cloud.volumes[b].volume.attachments[0].device == "/dev/xvdab"
