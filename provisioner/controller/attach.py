@@ -190,7 +190,7 @@ class Attacher:
         with self._lock:
             reserved = self._reserved.setdefault(node_id, {})
             ended = {d for d, tick in self._ended.get(node_id, {}).items() if tick > read_from}
-            self._forget_ended()
+            self._forget_ended(node_id)
             bad = self._bad.get(node_id, set())
             used = set(fresh.block_devices) | set(reserved) | ended
             free = [d for d in DEVICE_NAMES if d not in used]
@@ -208,16 +208,15 @@ class Attacher:
         self.log.info("attaching %s to %s as %s", volume_id, node_id, device)
         return device
 
-    def _forget_ended(self) -> None:
-        """Drop the ends no read still in flight began before (under ``_lock``), so the record stays
-        as small as the attaches in progress."""
+    def _forget_ended(self, node_id: str) -> None:
+        """Drop the node's ends that no read still in flight began before (under ``_lock``), so its
+        record stays as small as the attaches in progress."""
         oldest = min(self._reading, default=self._ticks)
-        for node_id in list(self._ended):
-            kept = {d: tick for d, tick in self._ended[node_id].items() if tick > oldest}
-            if kept:
-                self._ended[node_id] = kept
-            else:
-                del self._ended[node_id]
+        kept = {d: tick for d, tick in self._ended.get(node_id, {}).items() if tick > oldest}
+        if kept:
+            self._ended[node_id] = kept
+        else:
+            self._ended.pop(node_id, None)
 
     def _release(self, node_id: str, device: str) -> None:
         with self._lock:
