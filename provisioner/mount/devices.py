@@ -79,9 +79,11 @@ class SysfsDeviceResolver:
         sys_root: str = "/sys",
         loop_dirs: Sequence[str] | None = None,
         use_nvme_cli: bool = True,
+        proc_root: str = "/proc",
     ) -> None:
         self.dev_root = dev_root.rstrip("/") or "/"
         self.sys_root = Path(sys_root)
+        self.proc_root = Path(proc_root)
         self.loop_dirs = None if loop_dirs is None else tuple(os.path.realpath(d) for d in loop_dirs)
         self.use_nvme_cli = use_nvme_cli
 
@@ -222,7 +224,15 @@ class SysfsDeviceResolver:
             proof=proof,
             partitions=self._partitions(block),
             holders=tuple(sorted(_listdir(block / "holders"))),
+            appearance=self._appearance(block),
         )
+
+    def _appearance(self, block: Path) -> str:
+        """The boot id and the disk's sequence number (Linux ≥ 5.15 gives each disk that appears a
+        new one), or "" when either is unknown."""
+        seq = _read(block / "diskseq")
+        boot = _read(self.proc_root / "sys" / "kernel" / "random" / "boot_id")
+        return f"{boot}/{seq}" if seq and boot else ""
 
     def _proof(
         self,

@@ -129,6 +129,7 @@ class FileNodeState:
                 major_minor=str(data["major_minor"]),
                 proof=str(data["proof"]),
                 fs_type=str(data["fs_type"]),
+                appearance=str(data.get("appearance", "")),
             )
         except (KeyError, TypeError) as e:
             log.warning("ignoring malformed format marker of %s: %s", volume_id, e)

@@ -161,6 +161,20 @@ class NodeCore:
         """ "format" (proven blank), "redo" (zonal's own unfinished format) or "use" (holds fs_type)."""
         content = self.mounter.probe(device.path)
         marker = self.state.format_started(volume_id)
+        if marker is not None and not (marker.appearance and marker.appearance == device.appearance):
+            # A marker from an earlier attachment of the volume (or a disk the kernel gives no sequence
+            # number): since then the volume may have been used elsewhere, so what is on it now is
+            # judged like any other content, never formatted again on the marker's word.
+            self.log.warning(
+                "volume %s: ignoring the %s format marker of %s from another attachment (%s, now %s)",
+                volume_id,
+                marker.fs_type,
+                marker.device,
+                marker.appearance or "unknown",
+                device.appearance or "unknown",
+            )
+            self.state.end_format(volume_id)
+            marker = None
         if marker is not None and content in ("", marker.fs_type, fs_type):
             # Zonal proved this volume blank, started mkfs and never saw it finish (deadline, crash):
             # whatever is there now is that unfinished format, and the device is proven again above.
@@ -193,7 +207,7 @@ class NodeCore:
         self, volume_id: str, device: BlockDevice, fs_type: str, options: FormatOptions, redo: bool
     ) -> None:
         self.state.begin_format(
-            FormatMarker(volume_id, device.path, device.major_minor, device.proof, fs_type)
+            FormatMarker(volume_id, device.path, device.major_minor, device.proof, fs_type, device.appearance)
         )
         self.log.info(
             "formatting %s (volume %s, %s) as %s%s",

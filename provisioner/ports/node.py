@@ -78,6 +78,9 @@ class BlockDevice:
     proof: str  # how it was shown to be the volume, for logs and messages
     partitions: tuple[tuple[str, str], ...] = ()  # (name, "major:minor") of each partition on it
     holders: tuple[str, ...] = ()  # devices built on it (device mapper, md RAID…)
+    # This appearance of the disk: the boot and the kernel's disk sequence number (a new one each time
+    # a disk is attached); "" when the kernel does not say. Tells an attachment from a later one.
+    appearance: str = ""
 
     @property
     def numbers(self) -> frozenset[str]:
@@ -230,6 +233,7 @@ class FormatMarker:
     major_minor: str
     proof: str
     fs_type: str
+    appearance: str = ""  # BlockDevice.appearance when mkfs started: a redo only on that same disk
 
 
 class NodeState(Protocol):

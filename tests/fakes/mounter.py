@@ -36,6 +36,7 @@ class FakeDevice:
     nonzero: str = ""  # what nonzero_region reports ("" = zeros)
     partitions: tuple[tuple[str, str], ...] = ()
     holders: tuple[str, ...] = ()
+    appearance: str = "boot-1/1"  # BlockDevice.appearance: a re-attached disk gets another
 
 
 @dataclass
@@ -252,4 +253,6 @@ class FakeResolver:
             return BlockDevice(path, "259:99", 0, "fake")
         if dev.serial and dev.serial.replace("-", "") != volume_id.replace("-", ""):
             raise FailedPrecondition(f"{path} has serial {dev.serial}")
-        return BlockDevice(path, dev.number, dev.size, "fake serial", dev.partitions, dev.holders)
+        return BlockDevice(
+            path, dev.number, dev.size, "fake serial", dev.partitions, dev.holders, dev.appearance
+        )

@@ -20,7 +20,8 @@ from provisioner.errors import FailedPrecondition, NotFound
 from provisioner.model import AccessMode, AccessType, VolumeCapability
 from provisioner.mount.devices import SysfsDeviceResolver
 from provisioner.mount.linux import run
-from tests.node.loopkit import Kit, Tree, file_hash, mounts_under, new_volume_id, snapshot
+from provisioner.ports.node import FormatMarker
+from tests.node.loopkit import MIB, Kit, Tree, file_hash, mounts_under, new_volume_id, snapshot
 
 pytestmark = [
     pytest.mark.root,
@@ -144,6 +145,26 @@ def test_a_blank_looking_device_with_data(kit: Kit, commands: list[str]) -> None
     with pytest.raises(FailedPrecondition, match="first MiB is not zeros"):
         kit.core.stage(volume_id, staging, EXT4, {"devicePath": device}, {})
     assert file_hash(device) == before and not [c for c in commands if "mkfs" in c]
+
+
+def test_a_format_marker_of_an_earlier_attachment_formats_nothing(kit: Kit, commands: list[str]) -> None:
+    """mkfs was cut short here, the volume was detached, used elsewhere (data without a signature) and
+    attached again: the kernel gives the disk a new sequence number, so the marker is not believed."""
+    volume_id, device = kit.volume()
+    earlier = kit.resolver.resolve(volume_id, {"devicePath": device}).appearance
+    kit.backer.detach(volume_id)
+    with open(kit.backer.path(volume_id), "r+b") as f:
+        f.seek(512 * 1024)
+        f.write(os.urandom(4096))  # what another node wrote meanwhile
+    device = kit.backer.back(volume_id, 64 * MIB)
+    now = kit.resolver.resolve(volume_id, {"devicePath": device}).appearance
+    assert earlier and now and earlier != now
+    kit.state.begin_format(FormatMarker(volume_id, device, "7:0", "loop file", "ext4", earlier))
+    before = file_hash(device)
+    with pytest.raises(FailedPrecondition, match="first MiB is not zeros"):
+        kit.core.stage(volume_id, kit.path("staging"), EXT4, {"devicePath": device}, {})
+    assert file_hash(device) == before and not [c for c in commands if "mkfs" in c]
+    assert kit.state.format_started(volume_id) is None
 
 
 def test_dev_zero(kit: Kit, commands: list[str]) -> None:

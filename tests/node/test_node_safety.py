@@ -140,6 +140,32 @@ def test_without_a_marker_leftover_data_is_never_formatted(env: Env) -> None:
     assert env.formats() == []
 
 
+def test_a_marker_from_an_earlier_attachment_never_formats_again(env: Env) -> None:
+    """mkfs was cut short on this node, the volume went to another node and got data, then came back
+    (the disk has a new appearance): what it holds now is judged like any content, never formatted."""
+    env.state.begin_format(FormatMarker(VOL, DEV, env.device.number, "serial", "ext4", "boot-1/1"))
+    env.device.appearance = "boot-1/7"  # detached and attached again since
+    env.device.content = "ext4"  # the filesystem the other node finished and filled
+    env.stage()
+    assert env.formats() == []
+    assert env.state.format_started(VOL) is None  # the stale marker is dropped
+    env.core.unstage(VOL, STAGE)
+
+    env.state.begin_format(FormatMarker(VOL, DEV, env.device.number, "serial", "ext4", "boot-1/1"))
+    env.device.content, env.device.nonzero = "", "first MiB"  # used raw elsewhere: no signature, data
+    with pytest.raises(FailedPrecondition, match="first MiB"):
+        env.stage()
+    assert env.formats() == []
+
+
+def test_a_marker_without_an_appearance_never_formats_again(env: Env) -> None:
+    env.state.begin_format(FormatMarker(VOL, DEV, env.device.number, "serial", "ext4"))  # an old marker
+    env.device.content, env.device.nonzero = "", "last MiB"
+    with pytest.raises(FailedPrecondition, match="last MiB"):
+        env.stage()
+    assert env.formats() == []
+
+
 def test_unstage_forgets_a_format_marker(env: Env) -> None:
     env.state.begin_format(FormatMarker(VOL, DEV, env.device.number, "serial", "ext4"))
     env.core.unstage(VOL, STAGE)
