@@ -144,7 +144,7 @@ class LinuxMounter:
     def mounts(self) -> tuple[MountInfo, ...]:
         return tuple(parse_mountinfo(Path(self.mountinfo_path).read_text()))
 
-    def inspect(self, path: str) -> PathState:
+    def inspect(self, path: str, table: tuple[MountInfo, ...] | None = None) -> PathState:
         try:
             found = paths.look(path)
         except paths.Blocked as e:
@@ -153,7 +153,7 @@ class LinuxMounter:
             return PathState(path, PathKind.MISSING)
         except OSError as e:
             raise _path_errors(path, e) from e
-        mounts = tuple(m for m in self.mounts() if m.target == path)
+        mounts = tuple(m for m in (self.mounts() if table is None else table) if m.target == path)
         return PathState(path, found.kind, mounts, found.entries, found.rdev, found.file_id)
 
     def swap_devices(self) -> frozenset[str]:
