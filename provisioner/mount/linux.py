@@ -109,10 +109,8 @@ def xfs_args(o: FormatOptions) -> list[str]:
 
 def brief(text: str, lines: int = 3, limit: int = 300) -> str:
     """The first lines of a command's stderr for a message (mkfs prints its whole usage on errors)."""
-    kept = "; ".join(line.strip() for line in text.splitlines() if line.strip())
     head = "; ".join([line.strip() for line in text.splitlines() if line.strip()][:lines])
-    short = head if len(head) < len(kept) else kept
-    return short if len(short) <= limit else short[:limit] + "…"
+    return head if len(head) <= limit else head[:limit] + "…"
 
 
 def _checked(
