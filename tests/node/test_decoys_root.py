@@ -304,3 +304,22 @@ def test_stage_and_block_publish_never_follow_a_symlink(kit: Kit, commands: list
     )
     assert file_hash(device) == before, f"{device} was written to"
     assert not [c for c in commands if "mkfs" in c or c.startswith("running mount")], commands
+
+
+def test_another_volumes_block_bind_is_not_this_volumes(kit: Kit) -> None:
+    # Block access: the mount table names /dev's filesystem at the target, not the device; only the
+    # bound node's device number tells the volumes apart before an unmount, a measure or a delete.
+    volume_id, _ = kit.volume()
+    other, other_device = kit.volume()
+    target = kit.path("pod/block")
+    kit.core.publish(other, kit.path("s"), target, BLOCK, False, {"devicePath": other_device}, {})
+    _untouched(
+        kit,
+        [
+            ("unpublish", lambda: kit.core.unpublish(volume_id, target)),
+            ("stats", lambda: kit.core.get_volume_stats(volume_id, target)),
+            ("expand", lambda: kit.core.expand(volume_id, target, BLOCK)),
+        ],
+    )
+    kit.core.unpublish(other, target)
+    assert mounts_under(kit.root) == []
