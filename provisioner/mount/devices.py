@@ -32,7 +32,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,14 +167,13 @@ class SysfsDeviceResolver:
         if not _VOLUME_ID_RE.match(volume_id):
             # CSI NodeStageVolume: "Volume does not exist" → NOT_FOUND: no EBS volume has this id.
             raise NotFound(f"{shown(volume_id)} is not an EBS volume id")
-        candidates = [_Candidate(self.by_id_path(volume_id), "udev link")]
-        given = publish_context.get(DEVICE_PATH_KEY, "")
-        if given:
-            candidates += [_Candidate(p, DEVICE_PATH_KEY) for p in self._hint(given)]
-        candidates += [_Candidate(p, "scan") for p in self._scan(volume_id)]
         refused: list[str] = []
         seen: set[str] = set()
-        for candidate in candidates:
+        looked: list[str] = []
+        given = publish_context.get(DEVICE_PATH_KEY, "")
+        hints = self._hint(given) if given else []  # a bad hint is refused even when the link proves
+        for candidate in self._candidates(volume_id, hints):
+            looked.append(candidate.path)
             if not os.path.lexists(candidate.path):
                 continue
             real = os.path.realpath(candidate.path)
@@ -191,8 +190,15 @@ class SysfsDeviceResolver:
                 f"no device is provably volume {volume_id}; refused: {'; '.join(refused)}"
             )
         # CSI NodeStageVolume: "Volume does not exist" → NOT_FOUND (not attached to this node).
-        tried = ", ".join(shown(c.path) for c in candidates)
+        tried = ", ".join(shown(p) for p in looked)
         raise NotFound(f"no device of volume {volume_id} on this node (looked at {tried} and /sys/block)")
+
+    def _candidates(self, volume_id: str, hints: list[str]) -> Iterator[_Candidate]:
+        """The udev link, the hints, then the scan: the scan of /sys/block (two reads per device) runs
+        only when the link and the hints prove nothing, since every Node call resolves the volume."""
+        yield _Candidate(self.by_id_path(volume_id), "udev link")
+        yield from (_Candidate(p, DEVICE_PATH_KEY) for p in hints)
+        yield from (_Candidate(p, "scan") for p in self._scan(volume_id))
 
     def _prove(
         self, volume_id: str, candidate: _Candidate, real: str, publish_context: Mapping[str, str]

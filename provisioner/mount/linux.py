@@ -109,10 +109,8 @@ def xfs_args(o: FormatOptions) -> list[str]:
 
 def brief(text: str, lines: int = 3, limit: int = 300) -> str:
     """The first lines of a command's stderr for a message (mkfs prints its whole usage on errors)."""
-    kept = "; ".join(line.strip() for line in text.splitlines() if line.strip())
     head = "; ".join([line.strip() for line in text.splitlines() if line.strip()][:lines])
-    short = head if len(head) < len(kept) else kept
-    return short if len(short) <= limit else short[:limit] + "…"
+    return head if len(head) <= limit else head[:limit] + "…"
 
 
 def _checked(
@@ -144,7 +142,7 @@ class LinuxMounter:
     def mounts(self) -> tuple[MountInfo, ...]:
         return tuple(parse_mountinfo(Path(self.mountinfo_path).read_text()))
 
-    def inspect(self, path: str) -> PathState:
+    def inspect(self, path: str, table: tuple[MountInfo, ...] | None = None) -> PathState:
         try:
             found = paths.look(path)
         except paths.Blocked as e:
@@ -153,7 +151,7 @@ class LinuxMounter:
             return PathState(path, PathKind.MISSING)
         except OSError as e:
             raise _path_errors(path, e) from e
-        mounts = tuple(m for m in self.mounts() if m.target == path)
+        mounts = tuple(m for m in (self.mounts() if table is None else table) if m.target == path)
         return PathState(path, found.kind, mounts, found.entries, found.rdev, found.file_id)
 
     def swap_devices(self) -> frozenset[str]:

@@ -107,13 +107,14 @@ class Custody:
 
     def _bound_raw(self, table: tuple[MountInfo, ...], device: BlockDevice) -> list[str]:
         """Paths where the device node itself is bound (a raw block volume): the mount table names
-        the node's filesystem (devtmpfs) there, not the device, so each file bind is looked at."""
+        the node's filesystem (devtmpfs) there, not the device, so each file bind is looked at (with
+        the table already read: not once more per bind, a kubelet node has hundreds of them)."""
         bound = []
         for m in table:
             if m.root == "/":
                 continue  # a whole filesystem, not a bound device node
             try:
-                here = self.mounter.inspect(m.target)
+                here = self.mounter.inspect(m.target, table)
             except ZonalError:
                 continue  # unreadable: not provably this device
             if here.kind is PathKind.BLOCK_DEVICE and here.rdev in device.numbers:

@@ -124,8 +124,9 @@ class Mounter(Protocol):
     filesystem without ``force``) raises FailedPrecondition with its stderr.
     """
 
-    def inspect(self, path: str) -> PathState:
-        """What is at ``path`` and what is mounted exactly there, without changing anything."""
+    def inspect(self, path: str, table: tuple[MountInfo, ...] | None = None) -> PathState:
+        """What is at ``path`` and what is mounted exactly there, without changing anything.
+        ``table``: the mount table the caller just read (:meth:`mounts`), read anew when None."""
         ...
 
     def mounts(self) -> tuple[MountInfo, ...]:

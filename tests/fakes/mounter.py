@@ -87,11 +87,11 @@ class FakeMounter:
 
     # -- Mounter ---------------------------------------------------------------------------------
 
-    def inspect(self, path: str) -> PathState:
+    def inspect(self, path: str, table: tuple[MountInfo, ...] | None = None) -> PathState:
         blocker = self._blocker(path)
         if blocker:
             return PathState(path, PathKind.BLOCKED, blocker=blocker)
-        mounts = tuple(m for m in self.table if m.target == path)
+        mounts = tuple(m for m in (self.table if table is None else table) if m.target == path)
         if path in self._bound_devices:
             number = self.devices[self._bound_devices[path]].number
             return PathState(path, PathKind.BLOCK_DEVICE, mounts, rdev=number, file_id=self._file_id(path))

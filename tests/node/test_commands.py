@@ -18,6 +18,7 @@ import pytest
 from provisioner.csi._proto import csi_pb2
 from provisioner.errors import DeadlineExceeded, Internal, Unavailable
 from provisioner.mount.commands import LIVE, CommandFailed, run
+from provisioner.mount.linux import brief
 from provisioner.node import NodeCore
 from provisioner.ports.clock import Deadline, SystemClock, deadline_scope
 from tests.grpcutil import Stubs, channel, running_server
@@ -202,3 +203,10 @@ def test_stopping_or_killing_the_plugin_kills_its_commands(tmp_path: Path, sig: 
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_brief_keeps_the_first_lines_of_stderr_up_to_a_limit() -> None:
+    usage = "mkfs.ext4: bad option\n\n  Usage: mkfs.ext4 [-c]\n  -b size\n  -C cluster\n"
+    assert brief(usage) == "mkfs.ext4: bad option; Usage: mkfs.ext4 [-c]; -b size"
+    assert brief("one\ntwo") == "one; two"
+    assert brief("x" * 400) == "x" * 300 + "…"

@@ -287,3 +287,60 @@ def test_another_volumes_mount_is_not_this_volumes(kit: Kit, staged: tuple[str, 
     kit.core.unpublish(volume_id, target)
     kit.core.unstage(volume_id, staging)
     assert mounts_under(kit.root) == []
+
+
+def test_stage_and_block_publish_never_follow_a_symlink(kit: Kit, commands: list[str]) -> None:
+    # The volume's own blank device, but every path leads out through a symlink: stage must neither
+    # format nor mount, and block publish must not bind, wherever the link points.
+    volume_id, device = kit.volume()
+    outside = kit.tmpfs("outside", {"keep.txt": "outside"})
+    Path(outside, "empty").mkdir()
+    Path(outside, "file").write_text("")
+    (kit.root / "sandbox").mkdir()
+    (kit.root / "sandbox" / "to-empty").symlink_to(Path(outside, "empty"))
+    (kit.root / "sandbox" / "to-file").symlink_to(Path(outside, "file"))
+    (kit.root / "sandbox" / "linkdir").symlink_to(outside)
+    via = kit.root / "sandbox"
+    ctx = {"devicePath": device}
+    before = file_hash(device)
+    commands.clear()
+    _untouched(
+        kit,
+        [
+            ("stage", lambda: kit.core.stage(volume_id, str(via / "to-empty"), EXT4, ctx, {})),
+            ("stage-through", lambda: kit.core.stage(volume_id, str(via / "linkdir" / "new"), EXT4, ctx, {})),
+            (
+                "block-publish",
+                lambda: kit.core.publish(
+                    volume_id, kit.path("s"), str(via / "to-file"), BLOCK, False, ctx, {}
+                ),
+            ),
+            (
+                "block-publish-through",
+                lambda: kit.core.publish(
+                    volume_id, kit.path("s"), str(via / "linkdir" / "new"), BLOCK, False, ctx, {}
+                ),
+            ),
+        ],
+    )
+    assert file_hash(device) == before, f"{device} was written to"
+    assert not [c for c in commands if "mkfs" in c or c.startswith("running mount")], commands
+
+
+def test_another_volumes_block_bind_is_not_this_volumes(kit: Kit) -> None:
+    # Block access: the mount table names /dev's filesystem at the target, not the device; only the
+    # bound node's device number tells the volumes apart before an unmount, a measure or a delete.
+    volume_id, _ = kit.volume()
+    other, other_device = kit.volume()
+    target = kit.path("pod/block")
+    kit.core.publish(other, kit.path("s"), target, BLOCK, False, {"devicePath": other_device}, {})
+    _untouched(
+        kit,
+        [
+            ("unpublish", lambda: kit.core.unpublish(volume_id, target)),
+            ("stats", lambda: kit.core.get_volume_stats(volume_id, target)),
+            ("expand", lambda: kit.core.expand(volume_id, target, BLOCK)),
+        ],
+    )
+    kit.core.unpublish(other, target)
+    assert mounts_under(kit.root) == []
