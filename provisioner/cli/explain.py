@@ -129,13 +129,20 @@ def build_explain_cloud(args: argparse.Namespace, environ: Mapping[str, str] | N
     """EC2 for ``--cloud aws``, or for ``auto`` when a region resolves from the flag or the environment."""
     if args.cloud == "none":
         return None
-    env = os.environ if environ is None else environ
-    region = args.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
+    region = tool_region(args.region, environ)
     if not region:
         if args.cloud == "aws":
             raise CliError("no AWS region: pass --region or set AWS_REGION")
         return None
     return tool_cloud(region, args.ec2_endpoint, args.timeout, max_attempts=2)
+
+
+def tool_region(flag: str, environ: Mapping[str, str] | None = None) -> str:
+    """The operator tools' region: ``--region``, then ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; never the
+    instance metadata (off EC2 a tool would wait on it). "" if none."""
+    from provisioner.cli.cloud import no_metadata, resolve_region
+
+    return resolve_region(flag, os.environ if environ is None else environ, no_metadata)
 
 
 def tool_cloud(region: str, endpoint: str, timeout: float, max_attempts: int) -> Cloud:
