@@ -144,17 +144,13 @@ class Printer:
             not self.tty and percent < 100 and percent - self.shown < 10 and self.shown >= 0
         ):
             return
-        self.shown = percent
+        self.shown = percent if percent < 100 else -1  # a finished bar is closed: the next one starts afresh
         done = percent * 30 // 100
         line = f"    {text} [{'#' * done}{'.' * (30 - done)}] {percent:3d}%"
         if self.tty:
             print("\r" + line, end="" if percent < 100 else "\n", file=self.out, flush=True)
-            if percent >= 100:
-                self.shown = -1
         else:
             print(line, file=self.out, flush=True)
-            if percent >= 100:
-                self.shown = -1
 
     def end_bar(self) -> None:
         if self.tty and self.shown >= 0:
