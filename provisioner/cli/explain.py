@@ -25,7 +25,7 @@ import yaml
 
 from provisioner.cli import CliError
 from provisioner.config import CloudConfig
-from provisioner.errors import ZonalError
+from provisioner.errors import ZonalError, first_line
 from provisioner.explain import explain_pod, explain_pvc
 from provisioner.explain.report import (
     HEALTHY,
@@ -232,8 +232,7 @@ def execute(
 
 
 def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    message = text[0] if text else type(e).__name__
+    message = first_line(e)
     if isinstance(e, KubeError) and "cannot reach" in message:
         message = "no cluster: " + message
     return message
