@@ -46,10 +46,10 @@ import grpc
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._procs import BENCH_ENV, simulator
+from benchmarks._rates import ZONE_KEY, create_request
 from provisioner.csi._proto import csi_pb2, csi_pb2_grpc
 
 R = TypeVar("R")
-ZONE_KEY = "topology.kubernetes.io/zone"
 TAG = "CSIVolumeName"
 PREFIX = "pvc-chaos-"
 # What the sidecars retry with the same request; UNAVAILABLE is also how a dead socket looks.
@@ -129,15 +129,6 @@ class Record:
     kills_while_creating: int = 0  # EC2 held a volume in state `creating`
 
 
-def _capability() -> csi_pb2.VolumeCapability:
-    return csi_pb2.VolumeCapability(
-        mount=csi_pb2.VolumeCapability.MountVolume(fs_type="ext4"),
-        access_mode=csi_pb2.VolumeCapability.AccessMode(
-            mode=csi_pb2.VolumeCapability.AccessMode.SINGLE_NODE_WRITER
-        ),
-    )
-
-
 def _retrying(call: Callable[[], R], record: Record, what: str) -> R | None:
     """Call until it answers; None after a code no sidecar retries (counted as a failed lifecycle)."""
     backoff = 0.1
@@ -158,16 +149,7 @@ def _retrying(call: Callable[[], R], record: Record, what: str) -> R | None:
 def _lifecycle(
     stub: csi_pb2_grpc.ControllerStub, name: str, zone: str, record: Record, timeout: float
 ) -> None:
-    request = csi_pb2.CreateVolumeRequest(
-        name=name,
-        capacity_range=csi_pb2.CapacityRange(required_bytes=1 << 30),
-        volume_capabilities=[_capability()],
-        parameters={"type": "gp3"},
-        accessibility_requirements=csi_pb2.TopologyRequirement(
-            requisite=[csi_pb2.Topology(segments={ZONE_KEY: zone})],
-            preferred=[csi_pb2.Topology(segments={ZONE_KEY: zone})],
-        ),
-    )
+    request = create_request(name, zone)
     started = time.monotonic()
 
     def create() -> csi_pb2.CreateVolumeResponse:

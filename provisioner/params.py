@@ -317,7 +317,7 @@ def _overlay_mutable(
     """``parameters`` with the VolumeAttributesClass's ``type``/``iops``/``throughput`` laid over them
     (CSI 1.11: mutable_parameters win) and its tag specifications apart. Unknown mutable keys are
     INVALID_ARGUMENT; ``tagDeletion_N`` has nothing to delete on a new volume and is skipped."""
-    merged = dict(parameters)
+    overlay: dict[str, str] = {}
     specs: list[tuple[str, str]] = []
     lowered = {k.lower() for k in mutable}
     for key, value in mutable.items():
@@ -328,13 +328,13 @@ def _overlay_mutable(
                 continue  # the preferred key wins, as in aws-ebs-csi-driver
             key, lower = KEY_TYPE, KEY_TYPE
         if lower in (KEY_TYPE, KEY_IOPS, KEY_THROUGHPUT) or lower in _METADATA_TAGS:
-            merged = merge_mutable(merged, {key: value})
+            overlay[key] = value
         elif lower.startswith(KEY_TAG_SPEC_PREFIX) and len(lower) > len(KEY_TAG_SPEC_PREFIX):
             specs.append((key, value))
         elif not (lower.startswith(KEY_TAG_DELETION_PREFIX) and len(lower) > len(KEY_TAG_DELETION_PREFIX)):
             # CSI: an unsupported mutable parameter → INVALID_ARGUMENT.
             raise InvalidArgument(f"unknown mutable parameter {shown(key)}")
-    return merged, specs
+    return merge_mutable(parameters, overlay), specs
 
 
 def template_fields(parameters: Mapping[str, str], fields: Mapping[str, str]) -> dict[str, str]:

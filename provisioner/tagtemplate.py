@@ -27,6 +27,7 @@ bottom layer; callers turn :class:`TemplateError` into their own error naming th
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -379,4 +380,9 @@ def render(text: str, fields: Mapping[str, str], max_output: int = MAX_OUTPUT) -
         if len(text) > max_output:
             raise TemplateError(f"the result is longer than {max_output} characters")
         return text  # the common case: a plain value, no parsing
-    return Template.parse(text).render(fields, max_output)
+    return _parsed(text).render(fields, max_output)
+
+
+# A class's or --extra-tags' few templates, rendered for every volume and snapshot: parsed once each.
+# A Template is immutable, so sharing one is safe; a template that fails to parse is not cached.
+_parsed = functools.lru_cache(maxsize=256)(Template.parse)

@@ -68,7 +68,8 @@ class BatchSettings:
     # CreateVolume runs (30 did when the fixed backoff polled twice).
     target_batch: int = 24
     max_interval: float = 8.0
-    # DescribeInstances keeps a fixed spacing: an attach holds its instance's lock across the lookup.
+    # DescribeInstances keeps a fixed spacing: an attach waits for its lookup before it picks a device
+    # name, so its slot is at most this far off (no lock is held across it: controller/attach.py).
     instance_interval: float = 2.0
     max_volumes: int = 500  # the adapter splits these into filters of ec2.ID_BATCH values
     max_instances: int = 50

@@ -18,7 +18,7 @@ import logging
 import string
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 
 from provisioner.config import ControllerConfig
 from provisioner.controller.checks import check_capability, wants_multi_attach
@@ -94,14 +94,19 @@ class Attacher:
         check_capability(capability)
         until = self.waiter.deadline(deadline)
         with self.inflight.hold(f"attach:{volume_id}:{node_id}", f"publishing {volume_id} to {node_id}"):
-            # CSI: volume or node does not exist → NOT_FOUND (the cloud port raises it).
-            volume = self.cloud.get_volume(volume_id)
-            instance = self.cloud.get_instance(node_id)
-            if wants_multi_attach(capability) and not volume.multi_attach:
-                raise InvalidArgument(
-                    f"volume {volume_id} was not created with multi-attach; MULTI_NODE_MULTI_WRITER needs it"
-                )
-            mine = _attachment(volume, node_id)
+            with self._mappings_read() as read_from:
+                # CSI: volume or node does not exist → NOT_FOUND (the cloud port raises it).
+                volume = self.cloud.get_volume(volume_id)
+                instance = self.cloud.get_instance(node_id)  # its mappings also pick the device name
+                if wants_multi_attach(capability) and not volume.multi_attach:
+                    raise InvalidArgument(
+                        f"volume {volume_id} was not created with multi-attach; "
+                        "MULTI_NODE_MULTI_WRITER needs it"
+                    )
+                mine = _attachment(volume, node_id)
+                if mine is None:
+                    self._check_attachable(volume, instance)
+                    device = self._attach(volume_id, instance, read_from)
             if mine is not None and mine.state in PUBLISHED_STATES:
                 await_initialized(self.cloud, self.waiter, volume, context, until)
                 return _context(mine.device, volume)  # CSI: already published → same answer
@@ -111,9 +116,6 @@ class Attacher:
                 )
             if mine is not None:
                 device = mine.device  # attaching: a previous call started it; wait for it
-            else:
-                self._check_attachable(volume, instance)
-                device = self._attach(volume_id, instance)
             try:
                 device = self._wait_attached(volume_id, node_id, device, until)
             finally:
@@ -175,24 +177,31 @@ class Attacher:
         if volume.state not in (VolumeState.AVAILABLE, VolumeState.IN_USE):
             raise FailedPrecondition(f"volume {volume.volume_id} is {volume.state.value}, not available")
 
-    def _attach(self, volume_id: str, instance: Instance) -> str:
-        node_id = instance.instance_id
+    @contextlib.contextmanager
+    def _mappings_read(self) -> Iterator[int]:
+        """Marks a read of an instance's mappings in flight; yields the tick it began at (reservations
+        that end after it count as taken for what that read found)."""
         with self._lock:
             read_from = self._ticks
             self._reading[read_from] += 1
         try:
-            fresh = self.cloud.get_instance(node_id)  # mappings may have changed since the first read
+            yield read_from
         finally:
             with self._lock:
                 self._reading[read_from] -= 1
                 if not self._reading[read_from]:
                     del self._reading[read_from]
+
+    def _attach(self, volume_id: str, instance: Instance, read_from: int) -> str:
+        """Pick a free device name from ``instance`` (its mappings as read since tick ``read_from``),
+        reserve it and call AttachVolume."""
+        node_id = instance.instance_id
         with self._lock:
             reserved = self._reserved.setdefault(node_id, {})
             ended = {d for d, tick in self._ended.get(node_id, {}).items() if tick > read_from}
-            self._forget_ended()
+            self._forget_ended(node_id)
             bad = self._bad.get(node_id, set())
-            used = set(fresh.block_devices) | set(reserved) | ended
+            used = set(instance.block_devices) | set(reserved) | ended
             free = [d for d in DEVICE_NAMES if d not in used]
             ordered = [d for d in free if d not in bad] + [d for d in free if d in bad]
             if not ordered:
@@ -208,16 +217,15 @@ class Attacher:
         self.log.info("attaching %s to %s as %s", volume_id, node_id, device)
         return device
 
-    def _forget_ended(self) -> None:
-        """Drop the ends no read still in flight began before (under ``_lock``), so the record stays
-        as small as the attaches in progress."""
+    def _forget_ended(self, node_id: str) -> None:
+        """Drop the node's ends that no read still in flight began before (under ``_lock``), so its
+        record stays as small as the attaches in progress."""
         oldest = min(self._reading, default=self._ticks)
-        for node_id in list(self._ended):
-            kept = {d: tick for d, tick in self._ended[node_id].items() if tick > oldest}
-            if kept:
-                self._ended[node_id] = kept
-            else:
-                del self._ended[node_id]
+        kept = {d: tick for d, tick in self._ended.get(node_id, {}).items() if tick > oldest}
+        if kept:
+            self._ended[node_id] = kept
+        else:
+            self._ended.pop(node_id, None)
 
     def _release(self, node_id: str, device: str) -> None:
         with self._lock:

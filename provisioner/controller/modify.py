@@ -330,13 +330,17 @@ class Modifier:
         if isinstance(floor, int) and floor > (iops if isinstance(iops, int) else volume.iops or 0):
             iops = floor  # only ever raised: an explicit iops above the floor stands
         throughput = want.get("throughput")
+        new_size = size if isinstance(size, int) and size > volume.size_gib else None
+        new_type = vtype if isinstance(vtype, str) and vtype != volume.volume_type else None
+        new_iops = iops if isinstance(iops, int) and iops != volume.iops else None
+        new_throughput = (
+            throughput if isinstance(throughput, int) and throughput != volume.throughput else None
+        )
         changes = {
-            "size_gib": size if isinstance(size, int) and size > volume.size_gib else None,
-            "volume_type": vtype if isinstance(vtype, str) and vtype != volume.volume_type else None,
-            "iops": iops if isinstance(iops, int) and iops != volume.iops else None,
-            "throughput": throughput
-            if isinstance(throughput, int) and throughput != volume.throughput
-            else None,
+            "size_gib": new_size,
+            "volume_type": new_type,
+            "iops": new_iops,
+            "throughput": new_throughput,
         }
         if all(v is None for v in changes.values()):
             return None
@@ -347,11 +351,7 @@ class Modifier:
         )
         try:
             return self.cloud.modify_volume(
-                volume_id,
-                size_gib=changes["size_gib"] if isinstance(changes["size_gib"], int) else None,
-                volume_type=changes["volume_type"] if isinstance(changes["volume_type"], str) else None,
-                iops=changes["iops"] if isinstance(changes["iops"], int) else None,
-                throughput=changes["throughput"] if isinstance(changes["throughput"], int) else None,
+                volume_id, size_gib=new_size, volume_type=new_type, iops=new_iops, throughput=new_throughput
             )
         except ModificationRateLimited as e:
             try:

@@ -33,9 +33,8 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
-from provisioner.csi._proto import csi_pb2
 from provisioner.csi.errors import status_for
-from provisioner.csi.limits import refuse_nul
+from provisioner.csi.limits import is_secret, refuse_nul
 from provisioner.errors import InvalidArgument, ZonalError, shown
 from provisioner.ports.clock import Deadline, SystemClock, deadline_scope
 
@@ -72,12 +71,6 @@ class RpcObserver(Protocol):
     def observe_rpc(self, method: str, code: str, seconds: float) -> None: ...
 
 
-def _is_secret(field: FieldDescriptor) -> bool:
-    opts: Any = field.GetOptions()
-    ext: Any = csi_pb2.csi_secret
-    return bool(opts.HasExtension(ext) and opts.Extensions[ext])
-
-
 _secret_cache: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
 
 
@@ -85,14 +78,14 @@ def _secret_plan(desc: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(secret field names, message-typed field names to descend into) for a message type."""
     plan = _secret_cache.get(desc.full_name)
     if plan is None:
-        secrets = tuple(f.name for f in desc.fields if _is_secret(f))
+        secrets = tuple(f.name for f in desc.fields if is_secret(f))
         nested = tuple(
             f.name
             for f in desc.fields
             if f.type == FieldDescriptor.TYPE_MESSAGE
             and f.message_type is not None
             and not f.message_type.GetOptions().map_entry
-            and not _is_secret(f)
+            and not is_secret(f)
         )
         plan = (secrets, nested)
         _secret_cache[desc.full_name] = plan

@@ -65,7 +65,8 @@ _Plan = tuple[tuple[str, int], ...]
 _plans: dict[str, _Plan] = {}
 
 
-def _is_secret(field: FieldDescriptor) -> bool:
+def is_secret(field: FieldDescriptor) -> bool:
+    """The field is marked ``csi_secret`` in the CSI proto: never checked, never logged."""
     opts: Any = field.GetOptions()
     ext: Any = csi_pb2.csi_secret
     return bool(opts.HasExtension(ext) and opts.Extensions[ext])
@@ -79,7 +80,7 @@ def _plan(desc: Any) -> _Plan:
     _plans[desc.full_name] = ()  # a recursive message type stops here while its plan is built
     steps: list[tuple[str, int]] = []
     for field in desc.fields:
-        if _is_secret(field):
+        if is_secret(field):
             continue
         repeated = field.is_repeated
         if field.type == FieldDescriptor.TYPE_STRING:

@@ -88,14 +88,25 @@ class Ledger:
             edit(self.data)
             self._save()
 
+    def _listed(self, key: str, path: str | os.PathLike[str], present: bool) -> None:
+        """Add ``path`` (absolute, once) to the list ``key``, or take it out."""
+        p = os.path.abspath(path)
+
+        def edit(d: dict[str, Any]) -> None:
+            items: list[str] = d[key]
+            if present and p not in items:
+                items.append(p)
+            elif not present and p in items:
+                items.remove(p)
+
+        self._change(edit)
+
     def file_made(self, path: str | os.PathLike[str]) -> None:
         """A backing file this process made; recorded *before* a loop device is set up on it."""
-        p = os.path.abspath(path)
-        self._change(lambda d: d["files"].append(p) if p not in d["files"] else None)
+        self._listed("files", path, True)
 
     def file_removed(self, path: str | os.PathLike[str]) -> None:
-        p = os.path.abspath(path)
-        self._change(lambda d: d["files"].remove(p) if p in d["files"] else None)
+        self._listed("files", path, False)
 
     def loop_made(self, device: str, backing_file: str | os.PathLike[str]) -> None:
         self._change(lambda d: d["loops"].__setitem__(device, os.path.abspath(backing_file)))
@@ -110,12 +121,10 @@ class Ledger:
         self._change(lambda d: d["links"].pop(str(link), None))
 
     def folder_made(self, folder: str | os.PathLike[str]) -> None:
-        p = os.path.abspath(folder)
-        self._change(lambda d: d["folders"].append(p) if p not in d["folders"] else None)
+        self._listed("folders", folder, True)
 
     def folder_removed(self, folder: str | os.PathLike[str]) -> None:
-        p = os.path.abspath(folder)
-        self._change(lambda d: d["folders"].remove(p) if p in d["folders"] else None)
+        self._listed("folders", folder, False)
 
     def leftovers(self) -> str:
         """What is still recorded, in words ("" when nothing): for a stop that could not release all."""

@@ -42,6 +42,7 @@ def test_publish_attaches_and_waits(core: ControllerCore, cloud: FakeCloud, cloc
     volume = cloud.volumes[volume_id].volume
     assert volume.state is VolumeState.IN_USE and volume.attachments[0].state == "attached"
     assert clock.sleeps == [1.0]
+    assert cloud.calls["get_instance"] == 1  # one read of the node serves its check and the device name
 
 
 def test_publish_is_idempotent(core: ControllerCore, cloud: FakeCloud) -> None:
@@ -243,7 +244,7 @@ def test_attaches_to_one_instance_read_its_mappings_together(
     def get_instance(instance_id: str) -> Instance:
         me = threading.get_ident()
         reads[me] = reads.get(me, 0) + 1
-        if reads[me] == 2:  # the lookup before the pick (the first is publish's existence check)
+        if reads[me] == 1:  # the lookup whose mappings pick the device name
             together.wait()  # BrokenBarrierError if the lookups were serialised
         return plain(instance_id)
 
@@ -269,7 +270,7 @@ def test_a_name_whose_attach_ended_during_a_lookup_is_not_picked_from_that_looku
             return plain(instance_id)
         lookups["b"] += 1
         stale = plain(instance_id)
-        if lookups["b"] == 2:  # B's lookup before its pick: A publishes entirely meanwhile
+        if lookups["b"] == 1:  # B's lookup of the mappings: A publishes entirely meanwhile
             runner = threading.Thread(target=lambda: seen_a.append(publish(core, a)))
             runner.start()
             runner.join(10)

@@ -186,8 +186,10 @@ class Simulator:
         if latency > 0:
             self.clock.sleep(latency)
         ctx = RequestContext(action, params.get("ClientToken") or None, wire.signature(params))
-        with self._lock:
-            own = self._extras(action, params, region)
+        own: Answer | None = None
+        if action in extras.ACTIONS or action in extras.REFUSED:
+            with self._lock:
+                own = self._extras(action, params, region)
         if own is None:
             status, headers, out = self._call_moto(environ, body, region, ctx)
         else:
@@ -195,7 +197,7 @@ class Simulator:
         if int(status[:3]) >= 400:
             self.counters.error(action, wire.error_code(out))
             return status, headers, out
-        if own is None:
+        if own is None and action in extras.OBSERVED:
             with self._lock:
                 self.extras.observe(action, params, out, self._backend(region))
         try:

@@ -44,6 +44,11 @@ ACTIONS = frozenset(
         "DescribeVolumeStatus",
     }
 )
+# Actions moto answers but this module may refuse first (:meth:`Extras.refusal`) or learns from after
+# (:meth:`Extras.observe`); the simulator consults it for these and ACTIONS only, so every other call
+# takes its lock once (for moto), not three times.
+REFUSED = frozenset({"DeleteSnapshot"})
+OBSERVED = frozenset({"CreateVolume", "DeleteSnapshot"})
 _NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 _VOLUME_ID = re.compile(rb"<volumeId>(vol-[0-9a-f]+)</volumeId>")
 Answer = tuple[str, list[tuple[str, str]], bytes]

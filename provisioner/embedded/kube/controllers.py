@@ -117,9 +117,7 @@ class PvController:
         """A PV whose claim is gone is Released; a Released PV pre-bound by name only is Available again."""
         ref = pv.get("spec", {}).get("claimRef") or {}
         phase = pv.get("status", {}).get("phase")
-        if not ref.get("name"):
-            return 0 if phase == "Available" else self._patch(Kind.PV, pv, {"status": {"phase": "Available"}})
-        if not ref.get("uid"):
+        if not ref.get("name") or not ref.get("uid"):
             return 0 if phase == "Available" else self._patch(Kind.PV, pv, {"status": {"phase": "Available"}})
         claim = self.kube.find(Kind.CLAIM, str(ref["name"]), str(ref.get("namespace") or ""))
         gone = claim is None or claim["metadata"].get("uid") != ref["uid"]
