@@ -38,6 +38,12 @@ def shown(value: object, limit: int = SHOWN_LIMIT) -> str:
     return f"{text[:limit]}… ({size} characters)"
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of ``e``'s message, or its class name when it has none: a failure said in one line."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 class ZonalError(Exception):
     """Base of every error the driver raises on purpose. ``str(e)`` is safe to show a client."""
 

@@ -124,7 +124,8 @@ def resolve_region(
     return flag or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or metadata()
 
 
-def _no_metadata() -> str:
+def no_metadata() -> str:
+    """No instance metadata service: the region comes from the flag or the environment only."""
     return ""
 
 
@@ -136,7 +137,7 @@ def cloud_config_from_args(
     """The :class:`CloudConfig` for the parsed flags. Refuses to start without a region (aws kind)."""
     env = os.environ if environ is None else environ
     if args.cloud == "embedded":
-        metadata = _no_metadata  # the embedded cloud never asks a real instance metadata service
+        metadata = no_metadata  # the embedded cloud never asks a real instance metadata service
     region = resolve_region(args.region, env, metadata)
     if not region:
         if args.cloud == "aws":

@@ -30,6 +30,7 @@ from provisioner.cli.explain import (
     build_kube,
     one_line,
     quiet_unless_verbose,
+    tool_region,
 )
 from provisioner.cli.logs import add_logging_args
 from provisioner.config import DEFAULT_DRIVER_NAME
@@ -76,10 +77,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def no_cloud_reason(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> str:
-    env = os.environ if environ is None else environ
     if args.cloud == "none":
         return "--cloud none"
-    if not (args.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+    if not tool_region(args.region, environ):
         return "no AWS region (pass --region or set AWS_REGION)"
     return "no AWS access"
 

@@ -25,7 +25,7 @@ import yaml
 
 from provisioner.cli import CliError
 from provisioner.config import CloudConfig
-from provisioner.errors import ZonalError
+from provisioner.errors import ZonalError, first_line
 from provisioner.explain import explain_pod, explain_pvc
 from provisioner.explain.report import (
     HEALTHY,
@@ -129,13 +129,20 @@ def build_explain_cloud(args: argparse.Namespace, environ: Mapping[str, str] | N
     """EC2 for ``--cloud aws``, or for ``auto`` when a region resolves from the flag or the environment."""
     if args.cloud == "none":
         return None
-    env = os.environ if environ is None else environ
-    region = args.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or ""
+    region = tool_region(args.region, environ)
     if not region:
         if args.cloud == "aws":
             raise CliError("no AWS region: pass --region or set AWS_REGION")
         return None
     return tool_cloud(region, args.ec2_endpoint, args.timeout, max_attempts=2)
+
+
+def tool_region(flag: str, environ: Mapping[str, str] | None = None) -> str:
+    """The operator tools' region: ``--region``, then ``AWS_REGION`` / ``AWS_DEFAULT_REGION``; never the
+    instance metadata (off EC2 a tool would wait on it). "" if none."""
+    from provisioner.cli.cloud import no_metadata, resolve_region
+
+    return resolve_region(flag, os.environ if environ is None else environ, no_metadata)
 
 
 def tool_cloud(region: str, endpoint: str, timeout: float, max_attempts: int) -> Cloud:
@@ -225,8 +232,7 @@ def execute(
 
 
 def one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    message = text[0] if text else type(e).__name__
+    message = first_line(e)
     if isinstance(e, KubeError) and "cannot reach" in message:
         message = "no cluster: " + message
     return message

@@ -28,6 +28,7 @@ from provisioner.cli.explain import (
     parse_target,
     quiet_unless_verbose,
     tool_cloud,
+    tool_region,
 )
 from provisioner.cli.logs import add_logging_args
 from provisioner.config import DEFAULT_DRIVER_NAME, DriverConfig
@@ -107,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def build_cloud(args: argparse.Namespace) -> Cloud:
-    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or ""
+    region = tool_region(args.region)
     if not region:
         raise CliError("no AWS region: pass --region or set AWS_REGION (relocate needs EC2)")
     return tool_cloud(region, args.ec2_endpoint, args.timeout, max_attempts=5)
@@ -143,17 +144,13 @@ class Printer:
             not self.tty and percent < 100 and percent - self.shown < 10 and self.shown >= 0
         ):
             return
-        self.shown = percent
+        self.shown = percent if percent < 100 else -1  # a finished bar is closed: the next one starts afresh
         done = percent * 30 // 100
         line = f"    {text} [{'#' * done}{'.' * (30 - done)}] {percent:3d}%"
         if self.tty:
             print("\r" + line, end="" if percent < 100 else "\n", file=self.out, flush=True)
-            if percent >= 100:
-                self.shown = -1
         else:
             print(line, file=self.out, flush=True)
-            if percent >= 100:
-                self.shown = -1
 
     def end_bar(self) -> None:
         if self.tty and self.shown >= 0:

@@ -15,7 +15,7 @@ from provisioner.doctor.cluster import Cluster
 from provisioner.doctor.findings import DoctorReport, Finding, Severity
 from provisioner.doctor.layout import check_classes, check_node_instances, check_nodes, instance_ids
 from provisioner.doctor.volumes import check_ec2_volumes, check_pods, check_volumes, volume_ids
-from provisioner.errors import ZonalError
+from provisioner.errors import ZonalError, first_line
 from provisioner.explain import explain_pod
 from provisioner.explain.report import PodReport
 from provisioner.ports.cloud import Cloud
@@ -60,7 +60,7 @@ def _ec2_checks(report: DoctorReport, cluster: Cluster, driver: str, cloud: Clou
         instances = cloud.describe_instances(sorted(set(ids.values())))
         volumes = cloud.describe_volumes(volume_ids(cluster, driver))
     except ZonalError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        reason = first_line(e)
         report.ec2 = f"EC2 not reachable in {cloud.region} ({reason}): skipped {', '.join(F.EC2_CODES)}"
         if required:
             report.findings.append(

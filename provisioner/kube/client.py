@@ -78,10 +78,6 @@ def load_configuration(kubeconfig: str = "", context: str = "") -> Any:
     return kubeconfig_loader.load_configuration(kubeconfig, context)
 
 
-# Kept for callers written before every load error became a KubeConfigError.
-load_configuration_checked = load_configuration
-
-
 class KubeClient:
     """Implements :class:`provisioner.ports.kube.KubeApi`."""
 

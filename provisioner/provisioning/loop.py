@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from provisioner.errors import FailedPrecondition
+from provisioner.errors import FailedPrecondition, first_line
 from provisioner.ports.clock import Clock, SystemClock
 from provisioner.ports.csi import Cancelled, ControllerCapability, CsiClient, PluginCapability
 from provisioner.ports.kube import Kind, KubeApi, Obj
@@ -62,7 +62,7 @@ def discover_driver(
                 break
             last = "Probe answered not ready"
         except Exception as e:  # unreachable or unhealthy: keep probing, as the sidecar does
-            last = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            last = first_line(e)
             log.info("waiting for the CSI driver: %s", last)
         now = clock.monotonic()
         if report is not None and now >= next_report:

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
     from provisioner.relocate.core import Relocator
 
 
+def _source_volume(rel: Relocator, j: Journal) -> Volume:
+    try:
+        return rel.cloud.get_volume(j.source_volume)
+    except NotFound as e:
+        raise FailedPrecondition(f"the source volume {j.source_volume} no longer exists") from e
+
+
 # --- snapshot ---------------------------------------------------------------------------------------
 
 
@@ -50,10 +57,7 @@ def snapshot_step(rel: Relocator, j: Journal) -> None:
         rel.report.detail(f"found snapshot {snap.snapshot_id}, made before the interruption")
     if snap is None:
         rel.at_rest(j)
-        try:
-            source = rel.cloud.get_volume(j.source_volume)
-        except NotFound as e:
-            raise FailedPrecondition(f"the source volume {j.source_volume} no longer exists") from e
+        source = _source_volume(rel, j)
         rel.renew()  # CreateSnapshot takes no ClientToken: prove the lease is still ours right before it
         snap = rel.cloud.create_snapshot(
             j.source_volume,
@@ -147,11 +151,7 @@ def volume_step(rel: Relocator, j: Journal) -> None:
 
 
 def _create_volume(rel: Relocator, j: Journal) -> Volume:
-    try:
-        source = rel.cloud.get_volume(j.source_volume)
-    except NotFound as e:
-        raise FailedPrecondition(f"the source volume {j.source_volume} no longer exists") from e
-    spec = O.restore_spec(source, j.snapshot_id, j, rel.driver)
+    spec = O.restore_spec(_source_volume(rel, j), j.snapshot_id, j, rel.driver)
     for _ in (1, 2):
         token = client_token(f"relocate-{j.id}", j.volume_attempt)
         try:

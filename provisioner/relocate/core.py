@@ -135,13 +135,8 @@ class Relocator:
         found = world.find_journal(self.kube, namespace, name)
         if found is None:
             raise NotFound(f"no relocation of {namespace}/{name} is recorded on any PV")
-        more = (delete_source and not found.journal.delete_source) or (
-            delete_snapshot and not found.journal.delete_snapshot
-        )
-        if found.journal.finished and not more:
-            j = found.journal
-            self.report.step(FINISH, f"the relocation of {j.claim_ref} to {j.to_zone} is already finished")
-            return Outcome(j, "already-done", self._leftovers(j))
+        if found.journal.finished and not _asks_more(found.journal, delete_source, delete_snapshot):
+            return self._already_done(found.journal)
         j = self.take(found, f"the relocation of {namespace}/{name}", take_over)
         with self.driving():
             return self._resume(j, delete_source, delete_snapshot)
@@ -173,13 +168,12 @@ class Relocator:
                 f"the relocation of {j.claim_ref} is being rolled back ({j.where()}): "
                 "finish it with --rollback"
             )
-        more = (delete_source and not j.delete_source) or (delete_snapshot and not j.delete_snapshot)
+        more = _asks_more(j, delete_source, delete_snapshot)
         j.delete_source = j.delete_source or delete_source
         j.delete_snapshot = j.delete_snapshot or delete_snapshot
         if j.finished and not more:  # finished by another process meanwhile
             self.lease.release(self.journal_pv)
-            self.report.step(FINISH, f"the relocation of {j.claim_ref} to {j.to_zone} is already finished")
-            return Outcome(j, "already-done", self._leftovers(j))
+            return self._already_done(j)
         if j.finished:
             self.report.detail(
                 f"the relocation {j.id} of {j.claim_ref} is finished; now the deletions asked for"
@@ -190,6 +184,10 @@ class Relocator:
                 f"resuming the relocation {j.id} of {j.claim_ref} to {j.to_zone} at {j.where()}"
             )
         return self._forward(j)
+
+    def _already_done(self, j: Journal) -> Outcome:
+        self.report.step(FINISH, f"the relocation of {j.claim_ref} to {j.to_zone} is already finished")
+        return Outcome(j, "already-done", self._leftovers(j))
 
     # --- the journal ------------------------------------------------------------------------------------
 
@@ -462,3 +460,8 @@ class Relocator:
                 "--delete-snapshot"
             )
         return out
+
+
+def _asks_more(j: Journal, delete_source: bool, delete_snapshot: bool) -> bool:
+    """Whether this run asks for a deletion the journal's run did not."""
+    return (delete_source and not j.delete_source) or (delete_snapshot and not j.delete_snapshot)
